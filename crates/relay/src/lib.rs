@@ -1,1 +1,18 @@
-//! placeholder
+//! Kaarma Relay: the partner's side of myKaarma's webhooks, done properly.
+//!
+//! - [`ingest`] receives deliveries, verifies them and stores them before answering 2xx;
+//! - [`store`] keeps everything, on SQLite (embedded default) or PostgreSQL;
+//! - [`api`] shows what was received and lets an operator act on it;
+//! - [`startup`] wires it all into one service; [`config`] and [`telemetry`] support it.
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod ingest;
+pub mod probes;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use startup::Application;

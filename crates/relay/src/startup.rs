@@ -1,0 +1,130 @@
+//! Builds the whole service from a [`Config`] on any address (port 0 in tests), runs it, and
+//! shuts it down in order: stop accepting, finish in-flight requests, commit, close.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::post;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::api::{self, AdminAuth, ApiState};
+use crate::config::{Config, ConfigError};
+use crate::ingest::{self, Gate, GroupCommit, Ingest};
+use crate::probes;
+use crate::store::{SqlStore, Store};
+use crate::telemetry;
+
+/// A relay bound to its address, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    store: Arc<dyn Store>,
+    writer: JoinHandle<()>,
+}
+
+impl Application {
+    /// Validates `config`, opens (and migrates) the store, and binds the listener.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let store = SqlStore::connect(&config.database).await?;
+        if config.migrate {
+            store.migrate().await?;
+        }
+        Self::with_store(config, Arc::new(store)).await
+    }
+
+    /// Builds on an already opened store (tests use this to inject store faults).
+    pub async fn with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let gate = Gate::new(&config.mykaarma).ok_or(ConfigError::MissingSignatureSecret)?;
+        let (writer, writer_task) = GroupCommit::start(store.clone());
+        let ingest = Arc::new(Ingest {
+            gate,
+            writer,
+            store: store.clone(),
+        });
+        let auth = AdminAuth {
+            token: config.admin_token.clone(),
+        };
+        let router = Router::new()
+            .route(&config.mykaarma.path, post(ingest::receive))
+            .with_state(ingest)
+            .merge(api::router(
+                ApiState {
+                    store: store.clone(),
+                },
+                auth,
+            ))
+            .merge(probes::router(store.clone(), telemetry::prometheus()))
+            .layer(TraceLayer::new_for_http())
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(config.request_timeout_secs),
+            ));
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(Self {
+            listener,
+            router,
+            store,
+            writer: writer_task,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests, lets the writer
+    /// commit what it holds, and closes the store.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        tracing::info!(address = %self.local_addr(), "kaarma-relay listening");
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        // The router (and with it every handle to the writer) is gone: the writer finishes
+        // the batches it holds and stops.
+        self.writer.await?;
+        self.store.close().await;
+        tracing::info!("kaarma-relay stopped");
+        Ok(())
+    }
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

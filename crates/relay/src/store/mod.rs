@@ -1,0 +1,60 @@
+//! Durable storage behind one trait, so the service runs on the embedded SQLite default or on
+//! PostgreSQL with the same behaviour. [`SqlStore`] implements it for both; tests may wrap it
+//! to inject faults.
+
+mod records;
+mod sql;
+
+use async_trait::async_trait;
+
+pub use records::*;
+pub use sql::{Backend, SqlStore};
+
+/// A failure of the store. Every variant means "not committed": callers answer 503 and the
+/// sender retries.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The schema could not be brought up to date.
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database URL names a backend this build does not support.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    /// The store is closed (the service is shutting down).
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// Everything the relay keeps.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a batch of deliveries in one transaction (group commit): each new
+    /// `(event_type, event_id)` is inserted, each repeat counted. Outcomes are in batch order;
+    /// a repeat within the batch is a duplicate of the earlier one.
+    async fn insert_events(&self, batch: &[NewEvent]) -> Result<Vec<Insertion>, StoreError>;
+
+    /// Keeps a verified but unusable body, once per distinct body.
+    async fn quarantine(&self, item: &NewQuarantine) -> Result<Insertion, StoreError>;
+
+    /// Events in arrival order, after the cursor.
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// One event with its raw body.
+    async fn get_event(
+        &self,
+        event_type: &str,
+        event_id: &str,
+    ) -> Result<Option<EventRecord>, StoreError>;
+
+    /// Quarantined bodies, newest first.
+    async fn list_quarantine(&self, limit: u32) -> Result<Vec<QuarantineRecord>, StoreError>;
+
+    /// Proves the store takes writes right now (for `/readyz`).
+    async fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// Flushes and closes connections; later calls fail with [`StoreError::Closed`].
+    async fn close(&self);
+}

@@ -1,0 +1,436 @@
+//! The ingest endpoint over real HTTP with a real SQLite file: the whole status matrix,
+//! deduplication under concurrency, quarantine, the events API and store failures.
+
+mod harness;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use base64::Engine;
+use harness::{ADMIN, SECRET, TOKEN, TestRelay, fixture};
+use kaarma_relay::store::*;
+use mykaarma::signature::{self, AUTHORIZATION_HEADER, SIGNATURE_HEADER};
+use serde_json::Value;
+
+const EVENT_FIXTURES: [&str; 10] = [
+    "appointment-created",
+    "appointment-created-dms-ack",
+    "appointment-rescheduled",
+    "appointment-rescheduled-dms-ack",
+    "appointment-cancelled",
+    "appointment-deleted",
+    "appointment-legacy-envelope",
+    "customer",
+    "service-order",
+    "mpi",
+];
+
+#[tokio::test]
+async fn every_fixture_is_accepted_once_then_answered_duplicate() {
+    let relay = TestRelay::start().await;
+    for name in EVENT_FIXTURES {
+        let body = fixture(&format!("events/{name}.json"));
+        let (status, answer) = relay.deliver(body.clone()).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("accepted")),
+            "{name}: {answer}"
+        );
+        let (status, answer) = relay.deliver(body).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("duplicate")),
+            "{name}: {answer}"
+        );
+    }
+    let (_, listed) = relay.api("/api/v1/events?limit=100").await;
+    let events = listed["events"].as_array().unwrap();
+    assert_eq!(events.len(), EVENT_FIXTURES.len());
+    assert!(
+        events
+            .iter()
+            .all(|event| event["delivery_count"] == 2 && event["state"] == "pending")
+    );
+    let legacy = events
+        .iter()
+        .find(|e| e["id"] == "5d4c3b2a-1908-4f7e-a6d5-c4b3a2918070")
+        .unwrap();
+    assert_eq!(
+        legacy["type"], "appointments",
+        "the older shape's dataType is the type"
+    );
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(
+        types.contains(&"customers")
+            && types.contains(&"service-orders")
+            && types.contains(&"mpis")
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_raw_body_is_kept_byte_exact() {
+    let relay = TestRelay::start().await;
+    let body = fixture("events/appointment-created.json");
+    relay.deliver(body.clone()).await;
+    let (status, event) = relay
+        .api("/api/v1/events/appointments/6c7e57fe-0e06-4fc9-8120-e1593257f1cf")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(event["raw"].as_str().unwrap(), body);
+    assert_eq!(event["timestamp"], 1736933400000i64);
+    assert_eq!(
+        event["dealer_uuid"],
+        "7c1e5a9f3b2d4e6a8c0f1e3d5b7a9c2e4f6a8b0d1c3e5f7a9b2d4c6e8f0a1b3c"
+    );
+    assert_eq!(event["error"], Value::Null);
+    let (status, missing) = relay.api("/api/v1/events/appointments/nope").await;
+    assert_eq!(status, 404);
+    assert!(missing["error"].as_str().unwrap().contains("nope"));
+    relay.stop().await;
+}
+
+/// One case of `fixtures/bad-inputs/cases.json`, turned into a request.
+fn request_for(relay: &TestRelay, case: &Value) -> reqwest::RequestBuilder {
+    let body: Vec<u8> = if let Some(body) = case["body"].as_str() {
+        body.as_bytes().to_vec()
+    } else if let Some(encoded) = case["body_base64"].as_str() {
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap()
+    } else {
+        let fill = &case["body_fill"];
+        let mut body = fill["prefix"].as_str().unwrap().as_bytes().to_vec();
+        body.resize(fill["size"].as_u64().unwrap() as usize, b'a');
+        body
+    };
+    let mut request = relay
+        .client
+        .post(relay.webhook_url())
+        .header("content-type", "text/plain");
+    let signature = match &case["signature"] {
+        Value::Null => Some(signature::sign(SECRET.as_bytes(), &body)),
+        Value::String(mode) => match mode.as_str() {
+            "none" => None,
+            "wrong_secret" => Some(signature::sign(b"not-the-secret", &body)),
+            "valid_without_prefix" => {
+                Some(signature::sign(SECRET.as_bytes(), &body)[7..].to_owned())
+            }
+            "over_payload" => {
+                let envelope: Value = serde_json::from_slice(&body).unwrap();
+                Some(signature::sign(
+                    SECRET.as_bytes(),
+                    envelope["payload"].as_str().unwrap().as_bytes(),
+                ))
+            }
+            other => panic!("unknown signature mode {other}"),
+        },
+        Value::Object(spec) if spec.contains_key("header") => {
+            Some(spec["header"].as_str().unwrap().to_owned())
+        }
+        Value::Object(spec) => Some(signature::sign(
+            SECRET.as_bytes(),
+            spec["sign_body"].as_str().unwrap().as_bytes(),
+        )),
+        other => panic!("bad signature spec {other}"),
+    };
+    if let Some(signature) = signature {
+        request = request.header(SIGNATURE_HEADER, signature);
+    }
+    match &case["token"] {
+        Value::Null => request = request.header(AUTHORIZATION_HEADER, TOKEN),
+        Value::String(none) if none == "none" => {}
+        Value::Object(spec) => {
+            request = request.header(AUTHORIZATION_HEADER, spec["header"].as_str().unwrap())
+        }
+        other => panic!("bad token spec {other}"),
+    }
+    request.body(body)
+}
+
+#[tokio::test]
+async fn every_bad_input_gets_its_answer() {
+    let relay = TestRelay::start().await;
+    let corpus: Value = serde_json::from_str(&fixture("bad-inputs/cases.json")).unwrap();
+    let cases = corpus["cases"].as_array().unwrap();
+    assert!(cases.len() >= 40);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let response = request_for(&relay, case).send().await.unwrap();
+        let status = response.status().as_u16();
+        let answer: Value = response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: answer not JSON: {e}"));
+        assert_eq!(
+            status,
+            case["expect_status"].as_u64().unwrap() as u16,
+            "{name}: {answer}"
+        );
+        if let Some(reason) = case["expect_reason"].as_str() {
+            assert_eq!(answer["reason"], reason, "{name}: {answer}");
+            let error = answer["error"].as_str().unwrap();
+            assert!(
+                !error.contains(SECRET) && !error.contains(TOKEN),
+                "{name} leaks a secret: {error}"
+            );
+        }
+        match status {
+            202 => {
+                assert_eq!(answer["status"], "quarantined", "{name}");
+                assert!(!answer["error"].as_str().unwrap().is_empty(), "{name}");
+            }
+            200 => assert_eq!(answer["status"], case["expect_state"], "{name}"),
+            _ => assert_eq!(answer["status"], "rejected", "{name}"),
+        }
+    }
+    // Nothing unauthenticated was stored; what was verified is kept.
+    let (_, events) = relay.api("/api/v1/events").await;
+    let stored = cases.iter().filter(|c| c["expect_status"] == 200).count();
+    assert_eq!(events["events"].as_array().unwrap().len(), stored);
+    let (_, quarantine) = relay.api("/api/v1/quarantine?limit=1000").await;
+    let quarantined = cases.iter().filter(|c| c["expect_status"] == 202).count();
+    assert_eq!(quarantine["items"].as_array().unwrap().len(), quarantined);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_retries_of_one_id_store_it_once() {
+    let relay = Arc::new(TestRelay::start().await);
+    let body = fixture("events/appointment-created.json");
+    let attempts = (0..20).map(|_| {
+        let relay = relay.clone();
+        let body = body.clone();
+        tokio::spawn(async move { relay.deliver(body).await })
+    });
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        let (status, answer) = attempt.await.unwrap();
+        assert_eq!(status, 200);
+        statuses.push(answer["status"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "accepted").count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| *s == "duplicate").count(), 19);
+    let (_, listed) = relay.api("/api/v1/events").await;
+    let events = listed["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["delivery_count"], 20);
+    Arc::into_inner(relay).unwrap().stop().await;
+}
+
+#[tokio::test]
+async fn a_quarantined_body_is_kept_once_and_listed() {
+    let relay = TestRelay::start().await;
+    for _ in 0..3 {
+        let (status, answer) = relay
+            .deliver("{\"type\":\"appointments\",\"payload\":\"{}\"}")
+            .await;
+        assert_eq!(status, 202);
+        assert_eq!(answer["error"], "missing field `id`");
+    }
+    let (_, listed) = relay.api("/api/v1/quarantine").await;
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["delivery_count"], 3);
+    assert_eq!(
+        items[0]["raw"],
+        "{\"type\":\"appointments\",\"payload\":\"{}\"}"
+    );
+    assert_eq!(items[0]["sha256"].as_str().unwrap().len(), 64);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn events_page_by_cursor_and_filter_by_type() {
+    let relay = TestRelay::start().await;
+    for name in EVENT_FIXTURES {
+        relay.deliver(fixture(&format!("events/{name}.json"))).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (_, page) = relay
+            .api(&format!("/api/v1/events?limit=3&cursor={cursor}"))
+            .await;
+        seen.extend(
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), EVENT_FIXTURES.len());
+    let (_, appointments) = relay.api("/api/v1/events?type=appointments").await;
+    assert_eq!(appointments["events"].as_array().unwrap().len(), 7);
+    let (status, _) = relay.api("/api/v1/events?cursor=not-a-number").await;
+    assert_eq!(status, 400);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_wants_the_bearer_token() {
+    let relay = TestRelay::start().await;
+    let url = format!("{}/api/v1/events", relay.url);
+    let missing = relay.client.get(&url).send().await.unwrap();
+    assert_eq!(missing.status(), 401);
+    let wrong = relay
+        .client
+        .get(&url)
+        .bearer_auth("guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let right = relay
+        .client
+        .get(&url)
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn probes_answer() {
+    let relay = TestRelay::start().await;
+    let get = |path: &str| relay.client.get(format!("{}{path}", relay.url)).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 200);
+    relay.deliver(fixture("events/customer.json")).await;
+    relay.deliver("not json").await;
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    for name in [
+        "kaarma_relay_webhooks_received_total",
+        "kaarma_relay_webhooks_accepted_total",
+        "kaarma_relay_webhooks_quarantined_total",
+        "kaarma_relay_ack_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn the_allow_list_answers_403_and_the_path_is_configurable() {
+    let relay = TestRelay::start_with(|config| {
+        config.mykaarma.allowed_ips = vec!["54.174.160.138/32".parse().unwrap()];
+        config.mykaarma.path = "/hooks/myk".into();
+    })
+    .await;
+    let body = fixture("events/customer.json");
+    let response = relay
+        .client
+        .post(format!("{}/hooks/myk", relay.url))
+        .header(
+            SIGNATURE_HEADER,
+            signature::sign(SECRET.as_bytes(), body.as_bytes()),
+        )
+        .header(AUTHORIZATION_HEADER, TOKEN)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["reason"], "source_not_allowed");
+    let (status, _) = relay.deliver("{}").await; // the default path is not served
+    assert_eq!(status, 404);
+    relay.stop().await;
+}
+
+/// A store whose commits can be made to fail, to prove nothing is acknowledged uncommitted.
+struct FailingStore {
+    inner: SqlStore,
+    failing: AtomicBool,
+}
+
+#[async_trait]
+impl Store for FailingStore {
+    async fn insert_events(&self, batch: &[NewEvent]) -> Result<Vec<Insertion>, StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+        }
+        self.inner.insert_events(batch).await
+    }
+    async fn quarantine(&self, item: &NewQuarantine) -> Result<Insertion, StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+        }
+        self.inner.quarantine(item).await
+    }
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
+        self.inner.list_events(filter).await
+    }
+    async fn get_event(&self, t: &str, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        self.inner.get_event(t, id).await
+    }
+    async fn list_quarantine(&self, limit: u32) -> Result<Vec<QuarantineRecord>, StoreError> {
+        self.inner.list_quarantine(limit).await
+    }
+    async fn check_writable(&self) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+        }
+        self.inner.check_writable().await
+    }
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_commit_gets_503_and_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = SqlStore::connect(&harness::config(dir.path()).database)
+        .await
+        .unwrap();
+    inner.migrate().await.unwrap();
+    let store = Arc::new(FailingStore {
+        inner,
+        failing: AtomicBool::new(true),
+    });
+    let relay = TestRelay::start_on(store.clone(), dir).await;
+    let body = fixture("events/appointment-created.json");
+    let (status, answer) = relay.deliver(body.clone()).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (503, Some("unavailable"))
+    );
+    let (status, _) = relay.deliver("not json").await;
+    assert_eq!(status, 503, "quarantine also needs a commit");
+    let ready = relay
+        .client
+        .get(format!("{}/readyz", relay.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let (_, listed) = relay.api("/api/v1/events").await;
+    assert_eq!(
+        listed["events"].as_array().unwrap().len(),
+        0,
+        "nothing was stored"
+    );
+
+    store.failing.store(false, Ordering::SeqCst);
+    let (status, answer) = relay.deliver(body).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("accepted")),
+        "the retry lands"
+    );
+    relay.stop().await;
+}
