@@ -682,3 +682,192 @@ fn opcodes_in(department: &Department, opcodes: &[String]) -> Result<Vec<Opcode>
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dms::Dms;
+    use crate::world::WorldShape;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    struct Fixture {
+        world: World,
+        book: AppointmentBook,
+        rng: StdRng,
+    }
+
+    fn fixture() -> Fixture {
+        let mut rng = StdRng::seed_from_u64(4);
+        let world = World::generate(&mut rng, &WorldShape::default());
+        Fixture {
+            world,
+            book: AppointmentBook::new(),
+            rng,
+        }
+    }
+
+    fn at(text: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S").unwrap()
+    }
+
+    impl Fixture {
+        /// A request for the `n`th customer of the first dealer at `start`.
+        fn request(&self, n: usize, start: &str) -> NewAppointment {
+            let dealer = &self.world.dealers[0];
+            let customer = self
+                .world
+                .customers
+                .iter()
+                .filter(|c| c.dealer_uuid == dealer.uuid)
+                .nth(n)
+                .unwrap();
+            NewAppointment {
+                dealer_uuid: dealer.uuid.clone(),
+                customer_uuid: Some(customer.uuid.clone()),
+                vehicle_uuid: Some(customer.vehicles[0].uuid.clone()),
+                start: Some(at(start)),
+                opcodes: vec!["OIL".into()],
+                ..NewAppointment::default()
+            }
+        }
+
+        fn department(&self) -> String {
+            self.world.dealers[0].departments[0].uuid.clone()
+        }
+
+        fn create(&mut self, n: usize, start: &str, at_ms: i64) -> Result<Booking, BookError> {
+            let request = self.request(n, start);
+            self.book.create(&self.world, &mut self.rng, request, at_ms)
+        }
+
+        fn update(&mut self, uuid: &str, update: AppointmentUpdate, at_ms: i64) -> Result<Booking, BookError> {
+            let department = self.department();
+            self.book.update(&self.world, &department, uuid, update, at_ms)
+        }
+    }
+
+    #[test]
+    fn each_change_fires_its_event_and_status() {
+        let mut f = fixture();
+        let created = f.create(0, "2025-01-20T08:00:00", 1_000).unwrap();
+        let change = created.change.unwrap();
+        assert_eq!(change.event, AppointmentEventName::Scheduled);
+        assert_eq!(change.appointment.status, AppointmentStatus::Scheduled);
+        assert_eq!(change.appointment.slot.end, at("2025-01-20T08:29:59"));
+        assert_eq!(change.appointment.appointment_key, None);
+        let uuid = change.appointment.uuid.clone();
+
+        let moved = f
+            .update(&uuid, AppointmentUpdate { start: Some(at("2025-01-21T10:30:00")), ..Default::default() }, 2_000)
+            .unwrap()
+            .change
+            .unwrap();
+        assert_eq!(moved.event, AppointmentEventName::Rescheduled);
+        assert_eq!(moved.appointment.status, AppointmentStatus::Rescheduled);
+        assert_eq!(moved.appointment.end_time(), "2025-01-21T10:59:59");
+
+        let edited = f
+            .update(&uuid, AppointmentUpdate { comments: Some("Bring the spare key".into()), ..Default::default() }, 3_000)
+            .unwrap()
+            .change
+            .unwrap();
+        assert_eq!(edited.event, AppointmentEventName::Updated);
+        assert_eq!(edited.appointment.status, AppointmentStatus::Rescheduled);
+
+        let cancelled = f
+            .update(&uuid, AppointmentUpdate { status: Some(AppointmentStatus::Cancelled), ..Default::default() }, 4_000)
+            .unwrap()
+            .change
+            .unwrap();
+        assert_eq!(cancelled.event, AppointmentEventName::Cancelled);
+        assert!(cancelled.appointment.is_cancelled());
+        let info = cancelled.appointment.info();
+        assert_eq!(info.status, info.new_status);
+        assert_eq!(info.is_cancelled, Some(true));
+
+        let department = f.department();
+        let deleted = f.book.delete(&department, &uuid, 5_000, None).unwrap();
+        assert_eq!(deleted.event, AppointmentEventName::Deleted);
+        assert_eq!(deleted.appointment.status, AppointmentStatus::Cancelled);
+        assert!(f.book.get(&uuid).is_none());
+        assert!(f.book.get_including_deleted(&uuid).unwrap().deleted);
+    }
+
+    #[test]
+    fn an_update_that_changes_nothing_fires_nothing() {
+        let mut f = fixture();
+        let uuid = f.create(0, "2025-01-20T08:00:00", 1).unwrap().appointment.uuid;
+        let booking = f
+            .update(&uuid, AppointmentUpdate { start: Some(at("2025-01-20T08:00:00")), ..Default::default() }, 2)
+            .unwrap();
+        assert!(booking.change.is_none());
+        assert_eq!(booking.warnings[0].warning_code, "NO_CHANGE");
+    }
+
+    #[test]
+    fn slots_are_checked() {
+        let mut f = fixture();
+        assert_eq!(
+            f.create(0, "2025-01-20T08:10:00", 1).unwrap_err().code(),
+            "NO_TIME_INTERVAL_EXISTS"
+        );
+        let capacity = f.world.dealers[0].departments[0].slots.capacity as usize;
+        for n in 0..capacity {
+            f.create(n, "2025-01-20T09:00:00", 1).unwrap();
+        }
+        let full = f.create(capacity, "2025-01-20T09:00:00", 1).unwrap_err();
+        assert_eq!(full.code(), "SLOT_UNAVAILABLE");
+        // Cancelling one frees its place.
+        let first = f.book.all()[0].uuid.clone();
+        f.update(&first, AppointmentUpdate { status: Some(AppointmentStatus::Cancelled), ..Default::default() }, 2)
+            .unwrap();
+        f.create(capacity, "2025-01-20T09:00:00", 3).unwrap();
+    }
+
+    #[test]
+    fn refusals_carry_mykaarma_codes_and_change_nothing() {
+        let mut f = fixture();
+        let uuid = f.create(0, "2025-01-20T08:00:00", 1).unwrap().appointment.uuid;
+        assert_eq!(
+            f.create(0, "2025-01-22T08:00:00", 2).unwrap_err().code(),
+            "DUPLICATE_APPOINTMENT_FOUND"
+        );
+        let bad_transport = AppointmentUpdate {
+            comments: Some("changed".into()),
+            transport_option_uuid: Some("nope".into()),
+            ..Default::default()
+        };
+        assert_eq!(f.update(&uuid, bad_transport, 3).unwrap_err().code(), "TRANSPORT_OPTION_INVALID");
+        assert_eq!(f.book.get(&uuid).unwrap().comments, None);
+        let bad_status = AppointmentUpdate { status: Some(AppointmentStatus::Other("DONE".into())), ..Default::default() };
+        assert_eq!(f.update(&uuid, bad_status, 3).unwrap_err().code(), "INVALID_STATUS");
+        assert_eq!(
+            f.update("missing", AppointmentUpdate::default(), 3).unwrap_err().code(),
+            "APPOINTMENT_NOT_FOUND"
+        );
+        f.update(&uuid, AppointmentUpdate { status: Some(AppointmentStatus::Cancelled), ..Default::default() }, 4)
+            .unwrap();
+        let late_edit = AppointmentUpdate { comments: Some("x".into()), ..Default::default() };
+        assert_eq!(f.update(&uuid, late_edit, 5).unwrap_err().code(), "APPOINTMENT_ALREADY_CANCELLED");
+    }
+
+    #[test]
+    fn the_dms_assigns_a_key_once_and_never_acks_a_deleted_appointment() {
+        let mut f = fixture();
+        let mut dms = Dms::new();
+        let uuid = f.create(0, "2025-01-20T08:00:00", 10).unwrap().appointment.uuid;
+        let first = dms.acknowledge(&f.world, &mut f.book, &uuid, 10).unwrap();
+        assert_eq!(first.event, AppointmentEventName::Updated);
+        assert_eq!(first.origin, ChangeOrigin::Dms);
+        assert_eq!(first.at_ms, 11, "never at or before the previous event");
+        let key = first.appointment.appointment_key.clone().unwrap();
+        assert_eq!(key, "DMS-1000001");
+        assert!(first.appointment.dispatch_code.is_some());
+        let second = dms.acknowledge(&f.world, &mut f.book, &uuid, 20).unwrap();
+        assert_eq!(second.appointment.appointment_key, Some(key));
+        let department = f.department();
+        f.book.delete(&department, &uuid, 30, None).unwrap();
+        assert!(dms.acknowledge(&f.world, &mut f.book, &uuid, 40).is_none());
+    }
+}

@@ -304,8 +304,8 @@ impl Planner<'_> {
                 due,
                 event: OutgoingEvent::corrupted(change, id, corruption),
                 faults: DeliveryFaults {
-                    hold: delivery.hold,
-                    ..DeliveryFaults::default()
+                    duplicate_after: None,
+                    ..delivery
                 },
             });
         }

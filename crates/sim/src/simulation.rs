@@ -356,8 +356,8 @@ impl Simulation {
             self.inner.publisher.publish(
                 OutgoingEvent::corrupted(change, id, corruption),
                 DeliveryFaults {
-                    hold: delivery.hold,
-                    ..DeliveryFaults::default()
+                    duplicate_after: None,
+                    ..delivery
                 },
             );
         }
