@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::datetime::DateTime;
 use crate::open_enum::open_enum;
-use crate::payload::{PayloadError, from_json_with_path};
+use crate::payload::{PayloadError, from_json_with_path, from_value_with_path};
 
 open_enum! {
     /// The payload's `event`: what kind of change produced it. myKaarma names `CREATED`,
@@ -243,6 +243,14 @@ impl AppointmentEvent {
         from_json_with_path(text)
     }
 
+    /// Reads an already parsed payload (the relay keeps the raw JSON beside the typed view).
+    pub fn from_value(value: &Value) -> Result<Self, PayloadError> {
+        if !value.is_object() {
+            return Err(PayloadError::at("payload", "expected a JSON object"));
+        }
+        from_value_with_path(value)
+    }
+
     /// The appointment's identity: `appointmentInfoResponse.uuid`, else the payload's `uuid`.
     pub fn appointment_uuid(&self) -> Option<&str> {
         self.appointment_info_response
@@ -314,6 +322,20 @@ mod tests {
         let written = serde_json::to_value(&event).unwrap();
         // Every key and value comes back; unknown keys follow the modelled ones.
         assert_eq!(written, original);
+    }
+
+    #[test]
+    fn a_parsed_value_reads_like_text() {
+        let value = full_payload();
+        let from_value = AppointmentEvent::from_value(&value).unwrap();
+        assert_eq!(
+            from_value,
+            AppointmentEvent::from_json(&value.to_string()).unwrap()
+        );
+        let bad = serde_json::json!({"appointmentInfoResponse": {"recall": "no"}});
+        let error = AppointmentEvent::from_value(&bad).unwrap_err();
+        assert_eq!(error.path, "appointmentInfoResponse.recall");
+        assert!(AppointmentEvent::from_value(&serde_json::json!([1])).is_err());
     }
 
     #[test]

@@ -123,6 +123,23 @@ pub(crate) fn from_json_with_path<'de, T: Deserialize<'de>>(
     Ok(value)
 }
 
+/// Deserializes an already parsed `value` into `T`, reporting the path of the field at fault.
+pub(crate) fn from_value_with_path<'de, T: Deserialize<'de>>(
+    value: &'de Value,
+) -> Result<T, PayloadError> {
+    serde_path_to_error::deserialize(value).map_err(path_error)
+}
+
+fn path_error<E: std::fmt::Display>(error: serde_path_to_error::Error<E>) -> PayloadError {
+    let path = error.path().to_string();
+    let path = if path == "." {
+        "payload".to_owned()
+    } else {
+        path
+    };
+    PayloadError::at(path, error.into_inner().to_string())
+}
+
 /// The payload's own JSON text read straight from a body, or `None` when the body has no
 /// usable payload. Used to verify signatures computed over the payload string.
 pub(crate) fn text_in_body(body: &[u8]) -> Option<Cow<'_, str>> {

@@ -14,6 +14,8 @@ use ipnet::IpNet;
 use mykaarma::SignatureScope;
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline::{PairingRules, ProjectionRules};
+
 /// The prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "KAARMA_RELAY_";
 
@@ -95,6 +97,8 @@ pub struct Config {
     pub admin_token_file: Option<PathBuf>,
     /// The myKaarma webhook endpoint.
     pub mykaarma: MykaarmaConfig,
+    /// How events become appointment state.
+    pub processing: ProcessingConfig,
     /// Seconds a request may take before the relay gives up on it (slow clients).
     pub request_timeout_secs: u64,
     /// Seconds `serve` waits for in-flight work on shutdown.
@@ -135,8 +139,62 @@ impl Default for Config {
             admin_token: None,
             admin_token_file: None,
             mykaarma: MykaarmaConfig::default(),
+            processing: ProcessingConfig::default(),
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// The `[processing]` table: how events become appointment state and changes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// Events one processing transaction takes.
+    pub batch_size: u32,
+    /// Fields the DMS owns: a change of only these, right after a myKaarma change, is the
+    /// DMS acknowledging it. JSON Pointers into `appointmentInfoResponse` (`/appointmentKey`)
+    /// or bare names (`appointmentKey`).
+    pub dms_fields: Vec<String>,
+    /// Fields whose changes are noise and never count as a change (e.g. `reminderCount`).
+    pub volatile_fields: Vec<String>,
+    /// How long after a myKaarma change its DMS acknowledgement may come, in seconds.
+    pub pairing_window_secs: u64,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 128,
+            dms_fields: vec!["/appointmentKey".into(), "/dispatchCode".into()],
+            volatile_fields: Vec::new(),
+            pairing_window_secs: 600,
+        }
+    }
+}
+
+impl ProcessingConfig {
+    /// The rules the processor applies.
+    pub fn rules(&self) -> ProjectionRules {
+        let pointers = |fields: &[String]| -> Vec<String> {
+            fields
+                .iter()
+                .map(|field| {
+                    if field.starts_with('/') {
+                        field.clone()
+                    } else {
+                        format!("/{field}")
+                    }
+                })
+                .collect()
+        };
+        ProjectionRules {
+            pairing: PairingRules {
+                dms_fields: pointers(&self.dms_fields),
+                window_ms: i64::try_from(self.pairing_window_secs.saturating_mul(1000))
+                    .unwrap_or(i64::MAX),
+            },
+            volatile_fields: pointers(&self.volatile_fields),
         }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`ingest`] receives deliveries, verifies them and stores them before answering 2xx;
 //! - [`store`] keeps everything, on SQLite (embedded default) or PostgreSQL;
+//! - [`pipeline`] turns stored events into appointment state, history and changes;
 //! - [`api`] shows what was received and lets an operator act on it;
 //! - [`startup`] wires it all into one service; [`config`] and [`telemetry`] support it.
 
@@ -9,6 +10,7 @@ pub mod api;
 pub mod clock;
 pub mod config;
 pub mod ingest;
+pub mod pipeline;
 pub mod probes;
 pub mod startup;
 pub mod store;

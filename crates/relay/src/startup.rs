@@ -10,13 +10,16 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::api::{self, AdminAuth, ApiState};
 use crate::config::{Config, ConfigError};
 use crate::ingest::{self, Gate, GroupCommit, Ingest};
+use crate::pipeline::Processor;
 use crate::probes;
 use crate::store::{SqlStore, Store};
 use crate::telemetry;
@@ -27,6 +30,7 @@ pub struct Application {
     router: Router,
     store: Arc<dyn Store>,
     writer: JoinHandle<()>,
+    processor: Processor,
 }
 
 impl Application {
@@ -43,7 +47,14 @@ impl Application {
     /// Builds on an already opened store (tests use this to inject store faults).
     pub async fn with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
         let gate = Gate::new(&config.mykaarma).ok_or(ConfigError::MissingSignatureSecret)?;
-        let (writer, writer_task) = GroupCommit::start(store.clone());
+        let wake = Arc::new(Notify::new());
+        let (writer, writer_task) = GroupCommit::start(store.clone(), wake.clone());
+        let processor = Processor::new(
+            store.clone(),
+            config.processing.rules(),
+            wake.clone(),
+            config.processing.batch_size,
+        );
         let ingest = Arc::new(Ingest {
             gate,
             writer,
@@ -58,6 +69,7 @@ impl Application {
             .merge(api::router(
                 ApiState {
                     store: store.clone(),
+                    processor_wake: wake,
                 },
                 auth,
             ))
@@ -73,6 +85,7 @@ impl Application {
             router,
             store,
             writer: writer_task,
+            processor,
         })
     }
 
@@ -90,6 +103,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         tracing::info!(address = %self.local_addr(), "kaarma-relay listening");
+        let workers = CancellationToken::new();
+        let processor = tokio::spawn(self.processor.run(workers.clone()));
         axum::serve(
             self.listener,
             self.router
@@ -100,6 +115,8 @@ impl Application {
         // The router (and with it every handle to the writer) is gone: the writer finishes
         // the batches it holds and stops.
         self.writer.await?;
+        workers.cancel();
+        processor.await?;
         self.store.close().await;
         tracing::info!("kaarma-relay stopped");
         Ok(())

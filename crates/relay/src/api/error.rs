@@ -16,6 +16,9 @@ pub enum ApiError {
     /// The request itself is wrong.
     #[error("{0}")]
     BadRequest(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
     /// The store failed; try again.
     #[error("store unavailable: {0}")]
     Store(#[from] StoreError),
@@ -26,6 +29,7 @@ impl IntoResponse for ApiError {
         let status = match &self {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Store(error) => {
                 tracing::error!(%error, "API request failed in the store");
                 StatusCode::SERVICE_UNAVAILABLE

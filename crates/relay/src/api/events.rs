@@ -2,13 +2,14 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, page_limit, parse_cursor};
 use crate::clock;
-use crate::store::{EventFilter, EventRecord};
+use crate::store::{EventFilter, EventRecord, Requeue};
 
 /// Query of `GET /api/v1/events`.
 #[derive(Debug, Deserialize)]
@@ -51,11 +52,31 @@ pub async fn show(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no event {event_type}/{event_id}")))?;
     let mut body = summary(&event);
-    body["error"] = json!(event.error);
     if let Some(raw) = &event.raw {
         extend_with_raw(&mut body, raw);
     }
     Ok(Json(body))
+}
+
+/// `POST /api/v1/events/{type}/{id}/reprocess` → 202 when a failed event is pending again;
+/// 404 for an unknown event, 409 for one that is not failed.
+pub async fn reprocess(
+    State(state): State<ApiState>,
+    Path((event_type, event_id)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    match state.store.requeue_failed(&event_type, &event_id).await? {
+        Requeue::Requeued => {
+            state.processor_wake.notify_one();
+            Ok((StatusCode::ACCEPTED, Json(json!({"status": "requeued"}))))
+        }
+        Requeue::NotFound => Err(ApiError::NotFound(format!(
+            "no event {event_type}/{event_id}"
+        ))),
+        Requeue::NotFailed(current) => Err(ApiError::Conflict(format!(
+            "event {event_type}/{event_id} is {}, not failed; only failed events are reprocessed",
+            current.as_str()
+        ))),
+    }
 }
 
 /// `GET /api/v1/quarantine?limit=` → `{"items":[…]}`, newest first.
@@ -95,6 +116,7 @@ fn summary(event: &EventRecord) -> Value {
         "received_at": clock::rfc3339(event.received_at),
         "delivery_count": event.delivery_count,
         "state": event.state,
+        "error": event.error,
     })
 }
 

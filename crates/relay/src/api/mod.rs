@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1`: what was received, what it became, and the controls to
 //! act on it. Every route sits behind [`auth::require_admin`].
 
+mod appointments;
 mod auth;
 mod error;
 mod events;
@@ -9,7 +10,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, post};
+use tokio::sync::Notify;
 
 pub use auth::AdminAuth;
 pub use error::ApiError;
@@ -21,6 +23,8 @@ use crate::store::Store;
 pub struct ApiState {
     /// The store everything is read from.
     pub store: Arc<dyn Store>,
+    /// Wakes the processor when an event is requeued.
+    pub processor_wake: Arc<Notify>,
 }
 
 /// Most items one page returns.
@@ -31,7 +35,18 @@ pub fn router(state: ApiState, auth: AdminAuth) -> Router {
     Router::new()
         .route("/api/v1/events", get(events::list))
         .route("/api/v1/events/{type}/{id}", get(events::show))
+        .route(
+            "/api/v1/events/{type}/{id}/reprocess",
+            post(events::reprocess),
+        )
         .route("/api/v1/quarantine", get(events::quarantine))
+        .route("/api/v1/appointments", get(appointments::list))
+        .route("/api/v1/appointments/{uuid}", get(appointments::show))
+        .route(
+            "/api/v1/appointments/{uuid}/history",
+            get(appointments::history),
+        )
+        .route("/api/v1/changes", get(appointments::changes))
         .with_state(state)
         .layer(middleware::from_fn_with_state(
             Arc::new(auth),

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::store::{Insertion, NewEvent, Store, StoreError};
@@ -26,10 +26,10 @@ struct Pending {
 }
 
 impl GroupCommit {
-    /// Starts the writer task on `store`.
-    pub fn start(store: Arc<dyn Store>) -> (Self, JoinHandle<()>) {
+    /// Starts the writer task on `store`; `committed` is notified after each commit.
+    pub fn start(store: Arc<dyn Store>, committed: Arc<Notify>) -> (Self, JoinHandle<()>) {
         let (queue, incoming) = mpsc::channel(MAX_BATCH * 4);
-        let writer = tokio::spawn(write_batches(store, incoming));
+        let writer = tokio::spawn(write_batches(store, incoming, committed));
         (Self { queue }, writer)
     }
 
@@ -44,7 +44,11 @@ impl GroupCommit {
     }
 }
 
-async fn write_batches(store: Arc<dyn Store>, mut incoming: mpsc::Receiver<Pending>) {
+async fn write_batches(
+    store: Arc<dyn Store>,
+    mut incoming: mpsc::Receiver<Pending>,
+    committed: Arc<Notify>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (events, replies): (Vec<NewEvent>, Vec<_>) = batch
@@ -57,6 +61,7 @@ async fn write_batches(store: Arc<dyn Store>, mut incoming: mpsc::Receiver<Pendi
         metrics::histogram!("kaarma_relay_ingest_batch_size").record(events.len() as f64);
         match result {
             Ok(outcomes) => {
+                committed.notify_one();
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }

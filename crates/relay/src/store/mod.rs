@@ -26,6 +26,17 @@ pub enum StoreError {
     /// The store is closed (the service is shutting down).
     #[error("the store is shutting down")]
     Closed,
+    /// Another writer changed what this transaction relied on; nothing was committed.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A stored column could not be read back.
+    #[error("corrupt stored value in `{column}`: {reason}")]
+    Corrupt {
+        /// The column.
+        column: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Everything the relay keeps.
@@ -51,6 +62,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Quarantined bodies, newest first.
     async fn list_quarantine(&self, limit: u32) -> Result<Vec<QuarantineRecord>, StoreError>;
+
+    /// Pending events with their raw bodies, in arrival order.
+    async fn pending_events(&self, limit: u32) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// Commits what processing a batch produced, all or nothing: projection rows (each
+    /// checked against the version it replaces), history, changes and event states.
+    async fn commit_processing(&self, batch: &[ProcessedEvent]) -> Result<(), StoreError>;
+
+    /// Makes a failed event pending again, to be processed anew.
+    async fn requeue_failed(&self, event_type: &str, event_id: &str)
+    -> Result<Requeue, StoreError>;
+
+    /// One appointment's current state.
+    async fn get_appointment(&self, uuid: &str) -> Result<Option<AppointmentRecord>, StoreError>;
+
+    /// Appointments by uuid, after the cursor.
+    async fn list_appointments(
+        &self,
+        filter: &AppointmentFilter,
+    ) -> Result<Vec<AppointmentRecord>, StoreError>;
+
+    /// One appointment's history, oldest first.
+    async fn appointment_history(&self, uuid: &str) -> Result<Vec<HistoryRecord>, StoreError>;
+
+    /// Changes in stream order.
+    async fn list_changes(&self, filter: &ChangeFilter) -> Result<Vec<ChangeRecord>, StoreError>;
 
     /// Proves the store takes writes right now (for `/readyz`).
     async fn check_writable(&self) -> Result<(), StoreError>;

@@ -130,3 +130,174 @@ pub struct QuarantineRecord {
     /// The body as received.
     pub raw: Vec<u8>,
 }
+
+/// Which version of an appointment is applied: envelope timestamp, then arrival sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// Envelope timestamp (arrival time when the envelope had none), epoch ms.
+    pub timestamp: i64,
+    /// Arrival sequence number of the event.
+    pub seq: i64,
+    /// The event's id.
+    pub event_id: String,
+}
+
+impl Version {
+    /// True when `self` is older than `other` in version order.
+    pub fn is_older_than(&self, other: &Version) -> bool {
+        (self.timestamp, self.seq) < (other.timestamp, other.seq)
+    }
+}
+
+/// The current state of one appointment (the projection row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppointmentRecord {
+    /// `appointmentInfoResponse.uuid` (else the payload `uuid`).
+    pub uuid: String,
+    /// The dealer.
+    pub dealer_uuid: Option<String>,
+    /// The department.
+    pub department_uuid: Option<String>,
+    /// `status` of the applied version.
+    pub status: Option<String>,
+    /// `newStatus` of the applied version.
+    pub new_status: Option<String>,
+    /// The DMS key, once assigned.
+    pub appointment_key: Option<String>,
+    /// `startTime` exactly as received.
+    pub start_time: Option<String>,
+    /// `endTime` exactly as received.
+    pub end_time: Option<String>,
+    /// `startTime` as sortable wall-clock text (`yyyy-MM-ddTHH:mm:ss`), for date filters.
+    pub start_sort: Option<String>,
+    /// Cancelled (`isCancelled`, or status `CANCELLED`).
+    pub is_cancelled: bool,
+    /// A `DELETED` event was applied.
+    pub deleted: bool,
+    /// The applied version.
+    pub version: Version,
+    /// The full `appointmentInfoResponse` as received, unknown fields included.
+    pub appointment: serde_json::Value,
+    /// The latest myKaarma-originated change, for pairing the DMS echo.
+    pub origin: Option<crate::pipeline::Origin>,
+    /// When the relay first saw the appointment, epoch ms.
+    pub created_at: i64,
+    /// When the projection last changed, epoch ms.
+    pub updated_at: i64,
+}
+
+/// One event's entry in an appointment's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRecord {
+    /// The appointment.
+    pub appointment_uuid: String,
+    /// Arrival sequence number of the event.
+    pub event_seq: i64,
+    /// The event id.
+    pub event_id: String,
+    /// The payload's `event`.
+    pub event: Option<String>,
+    /// The payload's `newStatus`.
+    pub new_status: Option<String>,
+    /// The event's version timestamp, epoch ms.
+    pub timestamp: i64,
+    /// What kind of change it was.
+    pub classification: crate::pipeline::Classification,
+    /// The field-level differences from the previously applied version.
+    pub fields: Vec<crate::pipeline::FieldChange>,
+    /// When it was processed, epoch ms.
+    pub recorded_at: i64,
+}
+
+/// A normalised change: a CloudEvents 1.0 record, the unit routes deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRecord {
+    /// Position in the change stream (assigned by the store; 0 before it is stored).
+    pub seq: i64,
+    /// The CloudEvent `id`, stable per source event.
+    pub id: String,
+    /// Arrival sequence number of the source event.
+    pub event_seq: i64,
+    /// The CloudEvent `subject`: the appointment (or customer, order, inspection) uuid.
+    pub subject: Option<String>,
+    /// The primary kind.
+    pub kind: crate::pipeline::ChangeKind,
+    /// The CloudEvent `time`, epoch ms.
+    pub time: i64,
+    /// The whole CloudEvent.
+    pub cloudevent: serde_json::Value,
+}
+
+/// What processing one event produced, committed together.
+#[derive(Debug, Clone)]
+pub struct ProcessedEvent {
+    /// The event's arrival sequence number.
+    pub seq: i64,
+    /// The result.
+    pub outcome: ProcessingOutcome,
+}
+
+/// The result of processing one event.
+#[derive(Debug, Clone)]
+pub enum ProcessingOutcome {
+    /// The payload could not be used; the event is marked failed with this error.
+    Failed(String),
+    /// An appointment event: its history entry and change, and the new state unless stale.
+    Appointment(Box<AppointmentOutcome>),
+    /// A customer, repair-order or inspection event, passed on as received.
+    Received(ChangeRecord),
+}
+
+/// What an appointment event did.
+#[derive(Debug, Clone)]
+pub struct AppointmentOutcome {
+    /// The state after the event, when it was applied (`None` when stale).
+    pub state: Option<AppointmentRecord>,
+    /// The sequence number of the version it replaced, `None` for a new appointment.
+    pub replaces: Option<i64>,
+    /// Its history entry.
+    pub history: HistoryRecord,
+    /// Its change.
+    pub change: ChangeRecord,
+}
+
+/// Which appointments to list.
+#[derive(Debug, Clone, Default)]
+pub struct AppointmentFilter {
+    /// Only this dealer.
+    pub dealer_uuid: Option<String>,
+    /// Only this department.
+    pub department_uuid: Option<String>,
+    /// Only this `status`.
+    pub status: Option<String>,
+    /// Only starting at or after this wall-clock time (`yyyy-MM-dd[THH:mm:ss]`).
+    pub start_from: Option<String>,
+    /// Only starting at or before this wall-clock time.
+    pub start_to: Option<String>,
+    /// Only uuids after this one (the cursor).
+    pub after_uuid: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// Which changes to list.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeFilter {
+    /// Only changes after this position.
+    pub after_seq: Option<i64>,
+    /// Only this primary kind.
+    pub kind: Option<crate::pipeline::ChangeKind>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// What asking to reprocess an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// The failed event is pending again.
+    Requeued,
+    /// No such event.
+    NotFound,
+    /// The event is not failed (it is in this state).
+    NotFailed(EventState),
+}

@@ -122,6 +122,51 @@ impl TestRelay {
         )
     }
 
+    /// Waits until the processor has taken every stored event (pending → processed/failed).
+    pub async fn settle(&self) {
+        for _ in 0..200 {
+            let mut cursor = String::new();
+            let mut pending = 0;
+            loop {
+                let (_, page) = self
+                    .api(&format!("/api/v1/events?limit=1000&cursor={cursor}"))
+                    .await;
+                pending += page["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| e["state"] == "pending")
+                    .count();
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = next.to_owned(),
+                    None => break,
+                }
+            }
+            if pending == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("events still pending after 10 s");
+    }
+
+    /// POSTs to an API path with the admin token.
+    pub async fn api_post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// Opens a second handle on the relay's database, to check what was committed.
     pub async fn open_store(&self) -> SqlStore {
         SqlStore::connect(&self.database).await.unwrap()

@@ -11,15 +11,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Executor};
 
 use super::{
-    EventFilter, EventRecord, EventState, Insertion, NewEvent, NewQuarantine, QuarantineRecord,
+    AppointmentFilter, AppointmentRecord, ChangeFilter, ChangeRecord, EventFilter, EventRecord,
+    HistoryRecord, Insertion, NewEvent, NewQuarantine, ProcessedEvent, QuarantineRecord, Requeue,
     Store, StoreError,
 };
 use crate::clock;
+
+mod inbox;
+mod projection;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -54,14 +58,6 @@ pub struct SqlStore {
     /// Reads for the API; on PostgreSQL the same pool as `writer`.
     reader: AnyPool,
     closed: AtomicBool,
-}
-
-/// The `events` columns [`event_from_row`] reads (a macro so queries stay `&'static str`).
-macro_rules! event_columns {
-    () => {
-        "seq, event_type, event_id, occurred_at, dealer_uuid, department_uuid, received_at, \
-         delivery_count, state, error"
-    };
 }
 
 impl SqlStore {
@@ -155,105 +151,21 @@ fn sqlite_pool(max_connections: u32, read_only: bool) -> AnyPoolOptions {
         })
 }
 
-fn event_from_row(row: &AnyRow, with_raw: bool) -> Result<EventRecord, sqlx::Error> {
-    Ok(EventRecord {
-        seq: row.try_get("seq")?,
-        event_type: row.try_get("event_type")?,
-        event_id: row.try_get("event_id")?,
-        occurred_at: row.try_get("occurred_at")?,
-        dealer_uuid: row.try_get("dealer_uuid")?,
-        department_uuid: row.try_get("department_uuid")?,
-        received_at: row.try_get("received_at")?,
-        delivery_count: row.try_get("delivery_count")?,
-        state: EventState::from_stored(row.try_get::<String, _>("state")?.as_str()),
-        error: row.try_get("error")?,
-        raw: if with_raw {
-            Some(row.try_get("raw")?)
-        } else {
-            None
-        },
-    })
-}
-
 #[async_trait]
 impl Store for SqlStore {
     async fn insert_events(&self, batch: &[NewEvent]) -> Result<Vec<Insertion>, StoreError> {
         self.ensure_open()?;
-        let mut tx = self.writer.begin().await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for event in batch {
-            let inserted = sqlx::query(
-                "INSERT INTO events (event_type, event_id, occurred_at, dealer_uuid, department_uuid, \
-                 received_at, last_received_at, raw) VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
-                 ON CONFLICT (event_type, event_id) DO NOTHING",
-            )
-            .bind(&event.event_type)
-            .bind(&event.event_id)
-            .bind(event.occurred_at)
-            .bind(&event.dealer_uuid)
-            .bind(&event.department_uuid)
-            .bind(event.received_at)
-            .bind(event.raw.to_vec())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 1 {
-                outcomes.push(Insertion::Accepted);
-            } else {
-                sqlx::query(
-                    "UPDATE events SET delivery_count = delivery_count + 1, last_received_at = $3 \
-                     WHERE event_type = $1 AND event_id = $2",
-                )
-                .bind(&event.event_type)
-                .bind(&event.event_id)
-                .bind(event.received_at)
-                .execute(&mut *tx)
-                .await?;
-                outcomes.push(Insertion::Duplicate);
-            }
-        }
-        tx.commit().await?;
-        Ok(outcomes)
+        inbox::insert_events(&self.writer, batch).await
     }
 
     async fn quarantine(&self, item: &NewQuarantine) -> Result<Insertion, StoreError> {
         self.ensure_open()?;
-        let inserted = sqlx::query(
-            "INSERT INTO quarantine (sha256, received_at, last_received_at, error, raw) \
-             VALUES ($1, $2, $2, $3, $4) ON CONFLICT (sha256) DO UPDATE SET \
-             delivery_count = quarantine.delivery_count + 1, last_received_at = excluded.last_received_at \
-             RETURNING delivery_count",
-        )
-        .bind(&item.sha256)
-        .bind(item.received_at)
-        .bind(&item.error)
-        .bind(item.raw.to_vec())
-        .fetch_one(&self.writer)
-        .await?;
-        let count: i64 = inserted.try_get("delivery_count")?;
-        Ok(if count == 1 {
-            Insertion::Accepted
-        } else {
-            Insertion::Duplicate
-        })
+        inbox::quarantine(&self.writer, item).await
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
         self.ensure_open()?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events WHERE ($1 IS NULL OR event_type = $1) AND seq > $2 ORDER BY seq LIMIT $3"
-        ))
-        .bind(&filter.event_type)
-        .bind(filter.after_seq.unwrap_or(0))
-        .bind(i64::from(filter.limit))
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|row| event_from_row(row, false))
-            .collect::<Result<_, _>>()?)
+        inbox::list_events(&self.reader, filter).await
     }
 
     async fn get_event(
@@ -262,38 +174,54 @@ impl Store for SqlStore {
         event_id: &str,
     ) -> Result<Option<EventRecord>, StoreError> {
         self.ensure_open()?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            ", raw FROM events WHERE event_type = $1 AND event_id = $2"
-        ))
-        .bind(event_type)
-        .bind(event_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row.map(|row| event_from_row(&row, true)).transpose()?)
+        inbox::get_event(&self.reader, event_type, event_id).await
     }
 
     async fn list_quarantine(&self, limit: u32) -> Result<Vec<QuarantineRecord>, StoreError> {
         self.ensure_open()?;
-        let rows = sqlx::query(
-            "SELECT sha256, received_at, last_received_at, delivery_count, error, raw \
-             FROM quarantine ORDER BY last_received_at DESC, sha256 LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        let record = |row: &AnyRow| -> Result<QuarantineRecord, sqlx::Error> {
-            Ok(QuarantineRecord {
-                sha256: row.try_get("sha256")?,
-                received_at: row.try_get("received_at")?,
-                last_received_at: row.try_get("last_received_at")?,
-                delivery_count: row.try_get("delivery_count")?,
-                error: row.try_get("error")?,
-                raw: row.try_get("raw")?,
-            })
-        };
-        Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
+        inbox::list_quarantine(&self.reader, limit).await
+    }
+
+    async fn pending_events(&self, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
+        self.ensure_open()?;
+        inbox::pending_events(&self.reader, limit).await
+    }
+
+    async fn commit_processing(&self, batch: &[ProcessedEvent]) -> Result<(), StoreError> {
+        self.ensure_open()?;
+        projection::commit_processing(&self.writer, batch).await
+    }
+
+    async fn requeue_failed(
+        &self,
+        event_type: &str,
+        event_id: &str,
+    ) -> Result<Requeue, StoreError> {
+        self.ensure_open()?;
+        inbox::requeue_failed(&self.writer, event_type, event_id).await
+    }
+
+    async fn get_appointment(&self, uuid: &str) -> Result<Option<AppointmentRecord>, StoreError> {
+        self.ensure_open()?;
+        projection::get_appointment(&self.reader, uuid).await
+    }
+
+    async fn list_appointments(
+        &self,
+        filter: &AppointmentFilter,
+    ) -> Result<Vec<AppointmentRecord>, StoreError> {
+        self.ensure_open()?;
+        projection::list_appointments(&self.reader, filter).await
+    }
+
+    async fn appointment_history(&self, uuid: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+        self.ensure_open()?;
+        projection::appointment_history(&self.reader, uuid).await
+    }
+
+    async fn list_changes(&self, filter: &ChangeFilter) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.ensure_open()?;
+        projection::list_changes(&self.reader, filter).await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

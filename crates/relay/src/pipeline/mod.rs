@@ -1,0 +1,200 @@
+//! The processor: turns stored events, in arrival order, into appointment state, history and
+//! changes.
+//!
+//! It reads a batch of pending events, works out in memory what each one does (parse,
+//! [`projection::apply`], [`change`]), and commits the whole batch in one transaction:
+//! projection rows, history entries, changes and the events' processed state together. A
+//! crash before the commit leaves the events pending; after it, done. Running a batch twice
+//! is impossible (each event moves out of `pending` exactly once) and would change nothing
+//! (the work is deterministic). It runs beside ingest, never in its path.
+
+mod change;
+mod classify;
+mod diff;
+mod projection;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mykaarma::{AppointmentEvent, Envelope, EventType};
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use change::change_id;
+pub use classify::{Before, ChangeKind, Classification, Origin, PairingRules};
+pub use diff::{FieldChange, diff};
+pub use projection::ProjectionRules;
+
+use crate::clock;
+use crate::store::{
+    AppointmentOutcome, AppointmentRecord, EventRecord, ProcessedEvent, ProcessingOutcome, Store,
+    StoreError,
+};
+
+/// Processes pending events until told to stop.
+pub struct Processor {
+    store: Arc<dyn Store>,
+    rules: ProjectionRules,
+    wake: Arc<Notify>,
+    batch_size: u32,
+}
+
+impl Processor {
+    /// A processor on `store`; `wake` is notified when new events are stored.
+    pub fn new(
+        store: Arc<dyn Store>,
+        rules: ProjectionRules,
+        wake: Arc<Notify>,
+        batch_size: u32,
+    ) -> Self {
+        Self {
+            store,
+            rules,
+            wake,
+            batch_size: batch_size.max(1),
+        }
+    }
+
+    /// Processes batches until `shutdown`; finishes the batch in hand first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            let idle = match self.process_batch().await {
+                Ok(0) => Duration::from_secs(1),
+                Ok(_) if shutdown.is_cancelled() => break,
+                Ok(_) => continue,
+                Err(error) => {
+                    tracing::error!(%error, "processing batch failed; retrying");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(idle) => {}
+                () = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    /// Processes one batch of pending events and commits it; returns how many it took.
+    #[tracing::instrument(name = "process_batch", skip(self))]
+    pub async fn process_batch(&self) -> Result<usize, StoreError> {
+        let events = self.store.pending_events(self.batch_size).await?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let now = clock::now_millis();
+        let mut states = HashMap::new();
+        let mut processed = Vec::with_capacity(events.len());
+        for record in &events {
+            processed.push(self.process(record, &mut states, now).await?);
+        }
+        self.store.commit_processing(&processed).await?;
+        for (record, event) in events.iter().zip(&processed) {
+            let outcome = match &event.outcome {
+                ProcessingOutcome::Failed(_) => "failed",
+                ProcessingOutcome::Appointment(outcome) => {
+                    outcome.history.classification.kind.as_str()
+                }
+                ProcessingOutcome::Received(_) => "received",
+            };
+            metrics::counter!("kaarma_relay_events_processed_total", "outcome" => outcome)
+                .increment(1);
+            let lag = (now - record.received_at).max(0) as f64 / 1000.0;
+            metrics::histogram!("kaarma_relay_processing_lag_seconds").record(lag);
+        }
+        if let Some(oldest) = events.first() {
+            metrics::gauge!("kaarma_relay_processing_lag_current_seconds")
+                .set((now - oldest.received_at).max(0) as f64 / 1000.0);
+        }
+        Ok(events.len())
+    }
+
+    /// Works out what one event does. `states` holds the appointments this batch has already
+    /// touched, so later events in the batch see earlier ones.
+    async fn process(
+        &self,
+        record: &EventRecord,
+        states: &mut HashMap<String, Option<AppointmentRecord>>,
+        now: i64,
+    ) -> Result<ProcessedEvent, StoreError> {
+        let failed = |error: String| ProcessedEvent {
+            seq: record.seq,
+            outcome: ProcessingOutcome::Failed(error),
+        };
+        let parsed = match parse(record) {
+            Ok(parsed) => parsed,
+            Err(error) => return Ok(failed(error)),
+        };
+        let (envelope, payload) = parsed;
+        if envelope.event_type != EventType::Appointments {
+            return Ok(ProcessedEvent {
+                seq: record.seq,
+                outcome: ProcessingOutcome::Received(change::received_change(record, payload)),
+            });
+        }
+        let event = match AppointmentEvent::from_value(&payload) {
+            Ok(event) => event,
+            Err(error) => return Ok(failed(error.to_string())),
+        };
+        let Some(uuid) = event.appointment_uuid().map(str::to_owned) else {
+            return Ok(failed(
+                "payload: no appointment uuid (neither appointmentInfoResponse.uuid nor uuid)"
+                    .into(),
+            ));
+        };
+        let info = payload
+            .get("appointmentInfoResponse")
+            .filter(|info| info.is_object())
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+
+        let current = match states.entry(uuid.clone()) {
+            Entry::Occupied(entry) => entry.get().clone(),
+            Entry::Vacant(entry) => entry
+                .insert(self.store.get_appointment(&uuid).await?)
+                .clone(),
+        };
+        let input = projection::AppointmentInput {
+            record,
+            envelope: &envelope,
+            event: &event,
+            info: &info,
+            uuid: &uuid,
+        };
+        let applied = projection::apply(current.as_ref(), &input, &self.rules, now);
+        let shown = applied
+            .state
+            .as_ref()
+            .or(current.as_ref())
+            .expect("a stale event always has a current state");
+        let change = change::appointment_change(record, &applied.history, shown);
+        if let Some(state) = &applied.state {
+            states.insert(uuid, Some(state.clone()));
+        }
+        Ok(ProcessedEvent {
+            seq: record.seq,
+            outcome: ProcessingOutcome::Appointment(Box::new(AppointmentOutcome {
+                state: applied.state,
+                replaces: current.map(|current| current.version.seq),
+                history: applied.history,
+                change,
+            })),
+        })
+    }
+}
+
+/// Reads the stored body back into its envelope and the payload's JSON.
+fn parse(record: &EventRecord) -> Result<(Envelope, Value), String> {
+    let raw = record.raw.as_deref().unwrap_or_default();
+    let envelope = Envelope::parse(raw).map_err(|error| format!("envelope: {error}"))?;
+    let text = envelope.payload.text().map_err(|error| error.to_string())?;
+    let payload: Value =
+        serde_json::from_str(&text).map_err(|error| format!("payload: not valid JSON: {error}"))?;
+    if !payload.is_object() {
+        return Err("payload: expected a JSON object".into());
+    }
+    Ok((envelope, payload))
+}

@@ -1,0 +1,242 @@
+//! The inbox tables: `events` (deduplicated deliveries) and `quarantine`.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+
+use crate::clock;
+use crate::store::{
+    EventFilter, EventRecord, EventState, Insertion, NewEvent, NewQuarantine, QuarantineRecord,
+    Requeue, StoreError,
+};
+
+/// The `events` columns [`event_from_row`] reads (a macro so queries stay `&'static str`).
+macro_rules! event_columns {
+    () => {
+        "seq, event_type, event_id, occurred_at, dealer_uuid, department_uuid, received_at, \
+         delivery_count, state, error"
+    };
+}
+
+fn event_from_row(row: &AnyRow, with_raw: bool) -> Result<EventRecord, sqlx::Error> {
+    Ok(EventRecord {
+        seq: row.try_get("seq")?,
+        event_type: row.try_get("event_type")?,
+        event_id: row.try_get("event_id")?,
+        occurred_at: row.try_get("occurred_at")?,
+        dealer_uuid: row.try_get("dealer_uuid")?,
+        department_uuid: row.try_get("department_uuid")?,
+        received_at: row.try_get("received_at")?,
+        delivery_count: row.try_get("delivery_count")?,
+        state: EventState::from_stored(row.try_get::<String, _>("state")?.as_str()),
+        error: row.try_get("error")?,
+        raw: if with_raw {
+            Some(row.try_get("raw")?)
+        } else {
+            None
+        },
+    })
+}
+
+pub(super) async fn insert_events(
+    pool: &AnyPool,
+    batch: &[NewEvent],
+) -> Result<Vec<Insertion>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for event in batch {
+        let inserted = sqlx::query(
+            "INSERT INTO events (event_type, event_id, occurred_at, dealer_uuid, department_uuid, \
+             received_at, last_received_at, raw) VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
+             ON CONFLICT (event_type, event_id) DO NOTHING",
+        )
+        .bind(&event.event_type)
+        .bind(&event.event_id)
+        .bind(event.occurred_at)
+        .bind(&event.dealer_uuid)
+        .bind(&event.department_uuid)
+        .bind(event.received_at)
+        .bind(event.raw.to_vec())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            outcomes.push(Insertion::Accepted);
+        } else {
+            sqlx::query(
+                "UPDATE events SET delivery_count = delivery_count + 1, last_received_at = $3 \
+                 WHERE event_type = $1 AND event_id = $2",
+            )
+            .bind(&event.event_type)
+            .bind(&event.event_id)
+            .bind(event.received_at)
+            .execute(&mut *tx)
+            .await?;
+            outcomes.push(Insertion::Duplicate);
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+pub(super) async fn quarantine(
+    pool: &AnyPool,
+    item: &NewQuarantine,
+) -> Result<Insertion, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO quarantine (sha256, received_at, last_received_at, error, raw) \
+         VALUES ($1, $2, $2, $3, $4) ON CONFLICT (sha256) DO UPDATE SET \
+         delivery_count = quarantine.delivery_count + 1, last_received_at = excluded.last_received_at \
+         RETURNING delivery_count",
+    )
+    .bind(&item.sha256)
+    .bind(item.received_at)
+    .bind(&item.error)
+    .bind(item.raw.to_vec())
+    .fetch_one(pool)
+    .await?;
+    let count: i64 = row.try_get("delivery_count")?;
+    Ok(if count == 1 {
+        Insertion::Accepted
+    } else {
+        Insertion::Duplicate
+    })
+}
+
+pub(super) async fn list_events(
+    pool: &AnyPool,
+    filter: &EventFilter,
+) -> Result<Vec<EventRecord>, StoreError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM events WHERE ($1 IS NULL OR event_type = $1) AND seq > $2 ORDER BY seq LIMIT $3"
+    ))
+    .bind(&filter.event_type)
+    .bind(filter.after_seq.unwrap_or(0))
+    .bind(i64::from(filter.limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| event_from_row(row, false))
+        .collect::<Result<_, _>>()?)
+}
+
+pub(super) async fn get_event(
+    pool: &AnyPool,
+    event_type: &str,
+    event_id: &str,
+) -> Result<Option<EventRecord>, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        event_columns!(),
+        ", raw FROM events WHERE event_type = $1 AND event_id = $2"
+    ))
+    .bind(event_type)
+    .bind(event_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|row| event_from_row(&row, true)).transpose()?)
+}
+
+pub(super) async fn pending_events(
+    pool: &AnyPool,
+    limit: u32,
+) -> Result<Vec<EventRecord>, StoreError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        event_columns!(),
+        ", raw FROM events WHERE state = 'pending' ORDER BY seq LIMIT $1"
+    ))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| event_from_row(row, true))
+        .collect::<Result<_, _>>()?)
+}
+
+pub(super) async fn requeue_failed(
+    pool: &AnyPool,
+    event_type: &str,
+    event_id: &str,
+) -> Result<Requeue, StoreError> {
+    let updated = sqlx::query(
+        "UPDATE events SET state = 'pending', error = NULL, processed_at = NULL \
+         WHERE event_type = $1 AND event_id = $2 AND state = 'failed'",
+    )
+    .bind(event_type)
+    .bind(event_id)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if updated == 1 {
+        return Ok(Requeue::Requeued);
+    }
+    let state = sqlx::query("SELECT state FROM events WHERE event_type = $1 AND event_id = $2")
+        .bind(event_type)
+        .bind(event_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(match state {
+        None => Requeue::NotFound,
+        Some(row) => {
+            Requeue::NotFailed(EventState::from_stored(&row.try_get::<String, _>("state")?))
+        }
+    })
+}
+
+pub(super) async fn list_quarantine(
+    pool: &AnyPool,
+    limit: u32,
+) -> Result<Vec<QuarantineRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT sha256, received_at, last_received_at, delivery_count, error, raw \
+         FROM quarantine ORDER BY last_received_at DESC, sha256 LIMIT $1",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    let record = |row: &AnyRow| -> Result<QuarantineRecord, sqlx::Error> {
+        Ok(QuarantineRecord {
+            sha256: row.try_get("sha256")?,
+            received_at: row.try_get("received_at")?,
+            last_received_at: row.try_get("last_received_at")?,
+            delivery_count: row.try_get("delivery_count")?,
+            error: row.try_get("error")?,
+            raw: row.try_get("raw")?,
+        })
+    };
+    Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
+}
+
+/// Marks an event processed or failed, only if it is still pending.
+pub(super) async fn finish_event(
+    tx: &mut sqlx::AnyConnection,
+    seq: i64,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    let state = if error.is_some() {
+        EventState::Failed
+    } else {
+        EventState::Processed
+    };
+    let updated = sqlx::query(
+        "UPDATE events SET state = $2, error = $3, processed_at = $4 WHERE seq = $1 AND state = 'pending'",
+    )
+    .bind(seq)
+    .bind(state.as_str())
+    .bind(error)
+    .bind(clock::now_millis())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if updated == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "event {seq} is no longer pending"
+        )))
+    }
+}

@@ -1,0 +1,296 @@
+//! The state tables: `appointments` (the projection), `appointment_history` and `changes`,
+//! and the one transaction that commits what processing produced.
+
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+
+use super::inbox;
+use crate::clock;
+use crate::pipeline::{ChangeKind, Classification, Origin};
+use crate::store::{
+    AppointmentFilter, AppointmentRecord, ChangeFilter, ChangeRecord, HistoryRecord,
+    ProcessedEvent, ProcessingOutcome, StoreError, Version,
+};
+
+pub(super) async fn commit_processing(
+    pool: &AnyPool,
+    batch: &[ProcessedEvent],
+) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    for event in batch {
+        match &event.outcome {
+            ProcessingOutcome::Failed(error) => {
+                inbox::finish_event(&mut tx, event.seq, Some(error)).await?
+            }
+            ProcessingOutcome::Appointment(outcome) => {
+                if let Some(state) = &outcome.state {
+                    write_state(&mut tx, state, outcome.replaces).await?;
+                }
+                insert_history(&mut tx, &outcome.history).await?;
+                insert_change(&mut tx, &outcome.change).await?;
+                inbox::finish_event(&mut tx, event.seq, None).await?;
+            }
+            ProcessingOutcome::Received(change) => {
+                insert_change(&mut tx, change).await?;
+                inbox::finish_event(&mut tx, event.seq, None).await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Writes the new state, only over the version it was computed from (or as a new row).
+async fn write_state(
+    tx: &mut AnyConnection,
+    state: &AppointmentRecord,
+    replaces: Option<i64>,
+) -> Result<(), StoreError> {
+    let sql = match replaces {
+        Some(_) => {
+            "UPDATE appointments SET dealer_uuid = $2, department_uuid = $3, status = $4, new_status = $5, \
+             appointment_key = $6, start_time = $7, end_time = $8, start_sort = $9, is_cancelled = $10, \
+             deleted = $11, version_timestamp = $12, version_seq = $13, version_event_id = $14, \
+             appointment = $15, origin_event_id = $16, origin_timestamp = $17, created_at = $18, \
+             updated_at = $19 WHERE uuid = $1 AND version_seq = $20"
+        }
+        None => {
+            "INSERT INTO appointments (uuid, dealer_uuid, department_uuid, status, new_status, \
+             appointment_key, start_time, end_time, start_sort, is_cancelled, deleted, version_timestamp, \
+             version_seq, version_event_id, appointment, origin_event_id, origin_timestamp, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18, $19) ON CONFLICT (uuid) DO NOTHING"
+        }
+    };
+    let mut query = sqlx::query(sql)
+        .bind(&state.uuid)
+        .bind(&state.dealer_uuid)
+        .bind(&state.department_uuid)
+        .bind(&state.status)
+        .bind(&state.new_status)
+        .bind(&state.appointment_key)
+        .bind(&state.start_time)
+        .bind(&state.end_time)
+        .bind(&state.start_sort)
+        .bind(i64::from(state.is_cancelled))
+        .bind(i64::from(state.deleted))
+        .bind(state.version.timestamp)
+        .bind(state.version.seq)
+        .bind(&state.version.event_id)
+        .bind(state.appointment.to_string())
+        .bind(state.origin.as_ref().map(|origin| origin.event_id.clone()))
+        .bind(state.origin.as_ref().map(|origin| origin.timestamp))
+        .bind(state.created_at)
+        .bind(state.updated_at);
+    if let Some(replaces) = replaces {
+        query = query.bind(replaces);
+    }
+    if query.execute(&mut *tx).await?.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "appointment {} changed under the processor",
+            state.uuid
+        )))
+    }
+}
+
+async fn insert_history(tx: &mut AnyConnection, history: &HistoryRecord) -> Result<(), StoreError> {
+    let classification = &history.classification;
+    sqlx::query(
+        "INSERT INTO appointment_history (appointment_uuid, event_seq, event_id, event, new_status, \
+         timestamp, kind, kinds, pair_of, fields, recorded_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&history.appointment_uuid)
+    .bind(history.event_seq)
+    .bind(&history.event_id)
+    .bind(&history.event)
+    .bind(&history.new_status)
+    .bind(history.timestamp)
+    .bind(classification.kind.as_str())
+    .bind(serde_json::to_string(&classification.kinds).expect("kinds serialize"))
+    .bind(&classification.pair_of)
+    .bind(serde_json::to_string(&history.fields).expect("field changes serialize"))
+    .bind(history.recorded_at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_change(tx: &mut AnyConnection, change: &ChangeRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO changes (id, event_seq, subject, kind, time, cloudevent, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&change.id)
+    .bind(change.event_seq)
+    .bind(&change.subject)
+    .bind(change.kind.as_str())
+    .bind(change.time)
+    .bind(change.cloudevent.to_string())
+    .bind(clock::now_millis())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+macro_rules! appointment_columns {
+    () => {
+        "uuid, dealer_uuid, department_uuid, status, new_status, appointment_key, start_time, end_time, \
+         start_sort, is_cancelled, deleted, version_timestamp, version_seq, version_event_id, appointment, \
+         origin_event_id, origin_timestamp, created_at, updated_at"
+    };
+}
+
+fn json_column(row: &AnyRow, column: &'static str) -> Result<Value, StoreError> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|error| corrupt(column, error))
+}
+
+fn corrupt(column: &'static str, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        column,
+        reason: reason.to_string(),
+    }
+}
+
+fn kind_column(row: &AnyRow) -> Result<ChangeKind, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    ChangeKind::parse(&kind).ok_or_else(|| corrupt("kind", format!("unknown change kind {kind:?}")))
+}
+
+fn appointment_from_row(row: &AnyRow) -> Result<AppointmentRecord, StoreError> {
+    let origin_event_id: Option<String> = row.try_get("origin_event_id")?;
+    let origin_timestamp: Option<i64> = row.try_get("origin_timestamp")?;
+    Ok(AppointmentRecord {
+        uuid: row.try_get("uuid")?,
+        dealer_uuid: row.try_get("dealer_uuid")?,
+        department_uuid: row.try_get("department_uuid")?,
+        status: row.try_get("status")?,
+        new_status: row.try_get("new_status")?,
+        appointment_key: row.try_get("appointment_key")?,
+        start_time: row.try_get("start_time")?,
+        end_time: row.try_get("end_time")?,
+        start_sort: row.try_get("start_sort")?,
+        is_cancelled: row.try_get::<i64, _>("is_cancelled")? != 0,
+        deleted: row.try_get::<i64, _>("deleted")? != 0,
+        version: Version {
+            timestamp: row.try_get("version_timestamp")?,
+            seq: row.try_get("version_seq")?,
+            event_id: row.try_get("version_event_id")?,
+        },
+        appointment: json_column(row, "appointment")?,
+        origin: origin_event_id
+            .zip(origin_timestamp)
+            .map(|(event_id, timestamp)| Origin {
+                event_id,
+                timestamp,
+            }),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+pub(super) async fn get_appointment(
+    pool: &AnyPool,
+    uuid: &str,
+) -> Result<Option<AppointmentRecord>, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        appointment_columns!(),
+        " FROM appointments WHERE uuid = $1"
+    ))
+    .bind(uuid)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(appointment_from_row).transpose()
+}
+
+pub(super) async fn list_appointments(
+    pool: &AnyPool,
+    filter: &AppointmentFilter,
+) -> Result<Vec<AppointmentRecord>, StoreError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        appointment_columns!(),
+        " FROM appointments WHERE ($1 IS NULL OR dealer_uuid = $1) AND ($2 IS NULL OR department_uuid = $2) \
+         AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR start_sort >= $4) \
+         AND ($5 IS NULL OR start_sort <= $5) AND uuid > $6 ORDER BY uuid LIMIT $7"
+    ))
+    .bind(&filter.dealer_uuid)
+    .bind(&filter.department_uuid)
+    .bind(&filter.status)
+    .bind(&filter.start_from)
+    .bind(&filter.start_to)
+    .bind(filter.after_uuid.as_deref().unwrap_or(""))
+    .bind(i64::from(filter.limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(appointment_from_row).collect()
+}
+
+pub(super) async fn appointment_history(
+    pool: &AnyPool,
+    uuid: &str,
+) -> Result<Vec<HistoryRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT appointment_uuid, event_seq, event_id, event, new_status, timestamp, kind, kinds, pair_of, \
+         fields, recorded_at FROM appointment_history WHERE appointment_uuid = $1 \
+         ORDER BY timestamp, event_seq",
+    )
+    .bind(uuid)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let kinds: Vec<ChangeKind> = serde_json::from_value(json_column(row, "kinds")?)
+                .map_err(|e| corrupt("kinds", e))?;
+            Ok(HistoryRecord {
+                appointment_uuid: row.try_get("appointment_uuid")?,
+                event_seq: row.try_get("event_seq")?,
+                event_id: row.try_get("event_id")?,
+                event: row.try_get("event")?,
+                new_status: row.try_get("new_status")?,
+                timestamp: row.try_get("timestamp")?,
+                classification: Classification {
+                    kind: kind_column(row)?,
+                    kinds,
+                    pair_of: row.try_get("pair_of")?,
+                },
+                fields: serde_json::from_value(json_column(row, "fields")?)
+                    .map_err(|e| corrupt("fields", e))?,
+                recorded_at: row.try_get("recorded_at")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn list_changes(
+    pool: &AnyPool,
+    filter: &ChangeFilter,
+) -> Result<Vec<ChangeRecord>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT seq, id, event_seq, subject, kind, time, cloudevent FROM changes \
+         WHERE seq > $1 AND ($2 IS NULL OR kind = $2) ORDER BY seq LIMIT $3",
+    )
+    .bind(filter.after_seq.unwrap_or(0))
+    .bind(filter.kind.map(ChangeKind::as_str))
+    .bind(i64::from(filter.limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(change_from_row).collect()
+}
+
+pub(super) fn change_from_row(row: &AnyRow) -> Result<ChangeRecord, StoreError> {
+    Ok(ChangeRecord {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        event_seq: row.try_get("event_seq")?,
+        subject: row.try_get("subject")?,
+        kind: kind_column(row)?,
+        time: row.try_get("time")?,
+        cloudevent: json_column(row, "cloudevent")?,
+    })
+}
