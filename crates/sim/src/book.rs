@@ -259,7 +259,9 @@ impl AppointmentBook {
 
     /// The appointment with this id, deleted or not.
     pub fn get_including_deleted(&self, uuid: &str) -> Option<&Appointment> {
-        self.by_uuid.get(uuid).map(|&index| &self.appointments[index])
+        self.by_uuid
+            .get(uuid)
+            .map(|&index| &self.appointments[index])
     }
 
     /// The department's appointments (not deleted) on `date`, by slot.
@@ -582,7 +584,9 @@ impl AppointmentBook {
         }
         let own_place = current.is_some_and(|a| a.slot == slot);
         if !own_place && self.slot_load(&department.uuid, start) >= department.slots.capacity {
-            return Err(BookError::SlotUnavailable(crate::appointment::wire_time(start)));
+            return Err(BookError::SlotUnavailable(crate::appointment::wire_time(
+                start,
+            )));
         }
         Ok(slot)
     }
@@ -594,7 +598,10 @@ impl AppointmentBook {
                 .entry((appointment.department_uuid.clone(), appointment.slot.start))
                 .or_default() += 1;
             self.open_by_vehicle.insert(
-                (appointment.customer.uuid.clone(), appointment.vehicle.uuid.clone()),
+                (
+                    appointment.customer.uuid.clone(),
+                    appointment.vehicle.uuid.clone(),
+                ),
                 appointment.uuid.clone(),
             );
         }
@@ -635,7 +642,11 @@ impl AppointmentBook {
 }
 
 fn advisor_in(department: &Department, uuid: String) -> Result<String, BookError> {
-    if department.advisors.iter().any(|advisor| advisor.uuid == uuid) {
+    if department
+        .advisors
+        .iter()
+        .any(|advisor| advisor.uuid == uuid)
+    {
         Ok(uuid)
     } else {
         Err(BookError::UnknownAdvisor(uuid))
@@ -741,9 +752,15 @@ mod tests {
             self.book.create(&self.world, &mut self.rng, request, at_ms)
         }
 
-        fn update(&mut self, uuid: &str, update: AppointmentUpdate, at_ms: i64) -> Result<Booking, BookError> {
+        fn update(
+            &mut self,
+            uuid: &str,
+            update: AppointmentUpdate,
+            at_ms: i64,
+        ) -> Result<Booking, BookError> {
             let department = self.department();
-            self.book.update(&self.world, &department, uuid, update, at_ms)
+            self.book
+                .update(&self.world, &department, uuid, update, at_ms)
         }
     }
 
@@ -759,7 +776,14 @@ mod tests {
         let uuid = change.appointment.uuid.clone();
 
         let moved = f
-            .update(&uuid, AppointmentUpdate { start: Some(at("2025-01-21T10:30:00")), ..Default::default() }, 2_000)
+            .update(
+                &uuid,
+                AppointmentUpdate {
+                    start: Some(at("2025-01-21T10:30:00")),
+                    ..Default::default()
+                },
+                2_000,
+            )
             .unwrap()
             .change
             .unwrap();
@@ -768,7 +792,14 @@ mod tests {
         assert_eq!(moved.appointment.end_time(), "2025-01-21T10:59:59");
 
         let edited = f
-            .update(&uuid, AppointmentUpdate { comments: Some("Bring the spare key".into()), ..Default::default() }, 3_000)
+            .update(
+                &uuid,
+                AppointmentUpdate {
+                    comments: Some("Bring the spare key".into()),
+                    ..Default::default()
+                },
+                3_000,
+            )
             .unwrap()
             .change
             .unwrap();
@@ -776,7 +807,14 @@ mod tests {
         assert_eq!(edited.appointment.status, AppointmentStatus::Rescheduled);
 
         let cancelled = f
-            .update(&uuid, AppointmentUpdate { status: Some(AppointmentStatus::Cancelled), ..Default::default() }, 4_000)
+            .update(
+                &uuid,
+                AppointmentUpdate {
+                    status: Some(AppointmentStatus::Cancelled),
+                    ..Default::default()
+                },
+                4_000,
+            )
             .unwrap()
             .change
             .unwrap();
@@ -797,9 +835,20 @@ mod tests {
     #[test]
     fn an_update_that_changes_nothing_fires_nothing() {
         let mut f = fixture();
-        let uuid = f.create(0, "2025-01-20T08:00:00", 1).unwrap().appointment.uuid;
+        let uuid = f
+            .create(0, "2025-01-20T08:00:00", 1)
+            .unwrap()
+            .appointment
+            .uuid;
         let booking = f
-            .update(&uuid, AppointmentUpdate { start: Some(at("2025-01-20T08:00:00")), ..Default::default() }, 2)
+            .update(
+                &uuid,
+                AppointmentUpdate {
+                    start: Some(at("2025-01-20T08:00:00")),
+                    ..Default::default()
+                },
+                2,
+            )
             .unwrap();
         assert!(booking.change.is_none());
         assert_eq!(booking.warnings[0].warning_code, "NO_CHANGE");
@@ -820,15 +869,26 @@ mod tests {
         assert_eq!(full.code(), "SLOT_UNAVAILABLE");
         // Cancelling one frees its place.
         let first = f.book.all()[0].uuid.clone();
-        f.update(&first, AppointmentUpdate { status: Some(AppointmentStatus::Cancelled), ..Default::default() }, 2)
-            .unwrap();
+        f.update(
+            &first,
+            AppointmentUpdate {
+                status: Some(AppointmentStatus::Cancelled),
+                ..Default::default()
+            },
+            2,
+        )
+        .unwrap();
         f.create(capacity, "2025-01-20T09:00:00", 3).unwrap();
     }
 
     #[test]
     fn refusals_carry_mykaarma_codes_and_change_nothing() {
         let mut f = fixture();
-        let uuid = f.create(0, "2025-01-20T08:00:00", 1).unwrap().appointment.uuid;
+        let uuid = f
+            .create(0, "2025-01-20T08:00:00", 1)
+            .unwrap()
+            .appointment
+            .uuid;
         assert_eq!(
             f.create(0, "2025-01-22T08:00:00", 2).unwrap_err().code(),
             "DUPLICATE_APPOINTMENT_FOUND"
@@ -838,25 +898,53 @@ mod tests {
             transport_option_uuid: Some("nope".into()),
             ..Default::default()
         };
-        assert_eq!(f.update(&uuid, bad_transport, 3).unwrap_err().code(), "TRANSPORT_OPTION_INVALID");
-        assert_eq!(f.book.get(&uuid).unwrap().comments, None);
-        let bad_status = AppointmentUpdate { status: Some(AppointmentStatus::Other("DONE".into())), ..Default::default() };
-        assert_eq!(f.update(&uuid, bad_status, 3).unwrap_err().code(), "INVALID_STATUS");
         assert_eq!(
-            f.update("missing", AppointmentUpdate::default(), 3).unwrap_err().code(),
+            f.update(&uuid, bad_transport, 3).unwrap_err().code(),
+            "TRANSPORT_OPTION_INVALID"
+        );
+        assert_eq!(f.book.get(&uuid).unwrap().comments, None);
+        let bad_status = AppointmentUpdate {
+            status: Some(AppointmentStatus::Other("DONE".into())),
+            ..Default::default()
+        };
+        assert_eq!(
+            f.update(&uuid, bad_status, 3).unwrap_err().code(),
+            "INVALID_STATUS"
+        );
+        assert_eq!(
+            f.update("missing", AppointmentUpdate::default(), 3)
+                .unwrap_err()
+                .code(),
             "APPOINTMENT_NOT_FOUND"
         );
-        f.update(&uuid, AppointmentUpdate { status: Some(AppointmentStatus::Cancelled), ..Default::default() }, 4)
-            .unwrap();
-        let late_edit = AppointmentUpdate { comments: Some("x".into()), ..Default::default() };
-        assert_eq!(f.update(&uuid, late_edit, 5).unwrap_err().code(), "APPOINTMENT_ALREADY_CANCELLED");
+        f.update(
+            &uuid,
+            AppointmentUpdate {
+                status: Some(AppointmentStatus::Cancelled),
+                ..Default::default()
+            },
+            4,
+        )
+        .unwrap();
+        let late_edit = AppointmentUpdate {
+            comments: Some("x".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            f.update(&uuid, late_edit, 5).unwrap_err().code(),
+            "APPOINTMENT_ALREADY_CANCELLED"
+        );
     }
 
     #[test]
     fn the_dms_assigns_a_key_once_and_never_acks_a_deleted_appointment() {
         let mut f = fixture();
         let mut dms = Dms::new();
-        let uuid = f.create(0, "2025-01-20T08:00:00", 10).unwrap().appointment.uuid;
+        let uuid = f
+            .create(0, "2025-01-20T08:00:00", 10)
+            .unwrap()
+            .appointment
+            .uuid;
         let first = dms.acknowledge(&f.world, &mut f.book, &uuid, 10).unwrap();
         assert_eq!(first.event, AppointmentEventName::Updated);
         assert_eq!(first.origin, ChangeOrigin::Dms);

@@ -47,14 +47,16 @@ pub enum SimCommand {
     Serve(ServeArgs),
     /// Drive realistic appointment lifecycles against a partner endpoint and report what it
     /// did.
-    #[command(long_about = "Drive realistic appointment lifecycles against a partner endpoint.\n\n\
+    #[command(
+        long_about = "Drive realistic appointment lifecycles against a partner endpoint.\n\n\
         Creates --appointments appointments at --rate per second, each for a new customer and \
         vehicle; some are rescheduled, edited, cancelled and deleted, and the DMS acknowledges \
         each change. Events are sent exactly as myKaarma sends them, with the faults asked \
         for. Prints a summary (events, attempts, retries, failures, the target's ack latency \
         p50/p90/p99/max) and, with --truth, writes the true final state of every appointment \
         for `sim verify`. The same --seed and --start-time produce the same events.\n\n\
-        Exits 1 when some event could not be delivered within its retries.")]
+        Exits 1 when some event could not be delivered within its retries."
+    )]
     Run(RunArgs),
     /// Compare a receiver's projection of appointments with a truth file and list every
     /// difference.
@@ -111,7 +113,12 @@ pub struct ServeArgs {
     #[arg(long, env = "KAARMA_SIM_USERNAME", default_value = "partner")]
     pub username: String,
     /// The API's basic-auth password.
-    #[arg(long, env = "KAARMA_SIM_PASSWORD", default_value = "partner-password", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "KAARMA_SIM_PASSWORD",
+        default_value = "partner-password",
+        hide_env_values = true
+    )]
     pub password: String,
     /// A partner endpoint to send events to (more can be added through /sim/v1/subscriptions).
     #[arg(long)]
@@ -296,8 +303,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 fn print_welcome(running: &server::RunningServer, args: &ServeArgs) {
     let url = running.url();
-    println!("myKaarma emulator on {url}  (basic auth user {:?})", args.username);
-    println!("faults: {}   DMS delay: {}   retries: {}", args.faults, format_duration(args.dms_delay), args.sending.retry());
+    println!(
+        "myKaarma emulator on {url}  (basic auth user {:?})",
+        args.username
+    );
+    println!(
+        "faults: {}   DMS delay: {}   retries: {}",
+        args.faults,
+        format_duration(args.dms_delay),
+        args.sending.retry()
+    );
     match &args.target {
         Some(target) => println!("sending events to {target}"),
         None => println!("no --target: add one with POST {url}/sim/v1/subscriptions"),
@@ -312,7 +327,9 @@ fn print_welcome(running: &server::RunningServer, args: &ServeArgs) {
     if let Some(customer) = world.customers.first()
         && let (Some(vehicle), Some(department)) = (
             customer.vehicles.first(),
-            world.dealer(&customer.dealer_uuid).and_then(|d| d.departments.first()),
+            world
+                .dealer(&customer.dealer_uuid)
+                .and_then(|d| d.departments.first()),
         )
     {
         let tomorrow = chrono::Utc::now().date_naive() + chrono::TimeDelta::days(1);
@@ -368,7 +385,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     println!("{report}");
     if let Some(path) = &args.truth {
         report.truth.write(path)?;
-        println!("truth         {} appointments written to {}", report.truth.appointments.len(), path.display());
+        println!(
+            "truth         {} appointments written to {}",
+            report.truth.appointments.len(),
+            path.display()
+        );
     }
     Ok(if report.failures == 0 {
         ExitCode::SUCCESS

@@ -97,7 +97,10 @@ impl OutgoingEvent {
         let payload_text = match corruption {
             Corruption::Truncated => {
                 let text = genuine.to_string();
-                let cut = text.char_indices().nth(text.len() / 2).map_or(0, |(at, _)| at);
+                let cut = text
+                    .char_indices()
+                    .nth(text.len() / 2)
+                    .map_or(0, |(at, _)| at);
                 text[..cut].to_owned()
             }
             Corruption::NotAnObject => json!([genuine["uuid"], genuine["event"]]).to_string(),

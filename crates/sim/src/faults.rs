@@ -175,7 +175,11 @@ impl FromStr for Faults {
         if text.is_empty() || text.eq_ignore_ascii_case("none") {
             return Ok(faults);
         }
-        for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        for item in text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
             let (knob, value) = item
                 .split_once('=')
                 .ok_or_else(|| FaultsError::MissingValue(item.to_owned()))?;
@@ -297,9 +301,15 @@ mod tests {
         let cases = [
             ("typo=1", "unknown fault \"typo\""),
             ("duplicates", "fault \"duplicates\" needs a value"),
-            ("reorder=1.5", "fault reorder: 1.5 is not a fraction between 0 and 1"),
+            (
+                "reorder=1.5",
+                "fault reorder: 1.5 is not a fraction between 0 and 1",
+            ),
             ("corrupt=lots", "fault corrupt: \"lots\" is not a number"),
-            ("fail-first=-1", "fault fail-first: \"-1\" is not a whole number"),
+            (
+                "fail-first=-1",
+                "fault fail-first: \"-1\" is not a whole number",
+            ),
             ("delay=5", "fault delay: invalid duration \"5\""),
         ];
         for (text, expected) in cases {
@@ -326,7 +336,10 @@ mod tests {
             assert!(delivery.hold <= Duration::from_millis(110));
             assert!(delivery.duplicate_after.unwrap() <= Duration::from_millis(100));
             assert_eq!(delivery.failing_attempts, 3);
-            assert!(matches!(all.envelope_format(&mut rng), EnvelopeFormat::Legacy { .. }));
+            assert!(matches!(
+                all.envelope_format(&mut rng),
+                EnvelopeFormat::Legacy { .. }
+            ));
             assert!(all.drops_ack(&mut rng) && all.corruption(&mut rng).is_some());
         }
     }

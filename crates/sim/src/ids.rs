@@ -49,7 +49,10 @@ pub fn is_entity_id(text: &str) -> bool {
 
 /// True when `text` has the shape of a dealer or department id.
 pub fn is_hex_id(text: &str) -> bool {
-    text.len() == HEX_ID_LEN && text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+    text.len() == HEX_ID_LEN
+        && text
+            .bytes()
+            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]

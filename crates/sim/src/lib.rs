@@ -22,6 +22,8 @@
 //! [`clock`], [`ids`] and [`duration`] are the small shared vocabulary: virtual time,
 //! myKaarma's id shapes and human-written durations.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod appointment;
 pub mod book;

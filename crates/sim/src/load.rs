@@ -275,9 +275,8 @@ impl Planner<'_> {
             }),
             Step::Delete => {
                 let department = self.book.get(&uuid).map(|a| a.department_uuid.clone());
-                department.and_then(|department| {
-                    self.book.delete(&department, &uuid, at_ms, None).ok()
-                })
+                department
+                    .and_then(|department| self.book.delete(&department, &uuid, at_ms, None).ok())
             }
             Step::Create => None,
         };
@@ -358,8 +357,7 @@ impl Planner<'_> {
                 .then(|| pick(rng, &department.transport_options).uuid.clone()),
             transportation: None,
             assigned_advisor_uuid: Some(pick(rng, &department.advisors).uuid.clone()),
-            creator_advisor_uuid: by_advisor
-                .then(|| pick(rng, &department.advisors).uuid.clone()),
+            creator_advisor_uuid: by_advisor.then(|| pick(rng, &department.advisors).uuid.clone()),
             team_uuid: rng
                 .random_bool(0.5)
                 .then(|| pick(rng, &department.teams).uuid.clone()),
@@ -369,7 +367,14 @@ impl Planner<'_> {
             } else {
                 Platform::Web
             }),
-            source: Some(if by_advisor { "SERVICE_ADVISOR" } else { "ONLINE_SCHEDULER" }.to_owned()),
+            source: Some(
+                if by_advisor {
+                    "SERVICE_ADVISOR"
+                } else {
+                    "ONLINE_SCHEDULER"
+                }
+                .to_owned(),
+            ),
             event: Some(event),
         };
         let booking = match self.book.create(&self.world, &mut self.rng, request, at_ms) {
@@ -426,7 +431,8 @@ impl Planner<'_> {
             .date_naive()
             + TimeDelta::days(1);
         let has_room = |book: &AppointmentBook, start| {
-            Some(start) != avoid && book.slot_load(&department.uuid, start) < department.slots.capacity
+            Some(start) != avoid
+                && book.slot_load(&department.uuid, start) < department.slots.capacity
         };
         for _ in 0..20 {
             let day = first_day + TimeDelta::days(self.rng.random_range(0..self.horizon_days));
@@ -462,15 +468,13 @@ impl Planner<'_> {
         let rng = &mut self.rng;
         let mut update = AppointmentUpdate::default();
         match rng.random_range(0..5) {
-            0 => {
-                update.comments = Some(format!(
-                    "{} (updated)",
-                    pick(rng, catalog::COMMENTS)
-                ))
-            }
+            0 => update.comments = Some(format!("{} (updated)", pick(rng, catalog::COMMENTS))),
             1 => {
-                let mut opcodes: Vec<String> =
-                    appointment.services.iter().map(|s| s.opcode.clone()).collect();
+                let mut opcodes: Vec<String> = appointment
+                    .services
+                    .iter()
+                    .map(|s| s.opcode.clone())
+                    .collect();
                 let extra = pick(rng, &department.opcodes).opcode.clone();
                 if !opcodes.contains(&extra) {
                     opcodes.push(extra);
@@ -490,7 +494,10 @@ impl Planner<'_> {
         let change = self.change(uuid, at_ms, move |target| *target = update);
         if change.is_none() {
             // The edit happened to change nothing (same advisor picked): make it a note.
-            let note = format!("Checked by advisor at {}", before.local_time(at_ms).format("%H:%M"));
+            let note = format!(
+                "Checked by advisor at {}",
+                before.local_time(at_ms).format("%H:%M")
+            );
             return self.change(uuid, at_ms, |update| update.internal_notes = Some(note));
         }
         change
@@ -505,7 +512,10 @@ impl Planner<'_> {
         let department = self.book.get(uuid)?.department_uuid.clone();
         let mut update = AppointmentUpdate::default();
         fill(&mut update);
-        match self.book.update(&self.world, &department, uuid, update, at_ms) {
+        match self
+            .book
+            .update(&self.world, &department, uuid, update, at_ms)
+        {
             Ok(booking) => booking.change,
             Err(error) => {
                 tracing::debug!(%error, uuid, "planned change refused");
@@ -706,7 +716,11 @@ impl fmt::Display for RunReport {
             millis(latency.max),
             latency.count
         )?;
-        write!(f, "elapsed       {}", format_duration(round_millis(self.elapsed)))
+        write!(
+            f,
+            "elapsed       {}",
+            format_duration(round_millis(self.elapsed))
+        )
     }
 }
 

@@ -68,7 +68,10 @@ impl Truth {
     /// The truth of a book's appointments.
     pub fn of<'a>(appointments: impl IntoIterator<Item = &'a Appointment>) -> Self {
         Self {
-            appointments: appointments.into_iter().map(TrueAppointment::from).collect(),
+            appointments: appointments
+                .into_iter()
+                .map(TrueAppointment::from)
+                .collect(),
         }
     }
 

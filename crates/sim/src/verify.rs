@@ -91,7 +91,9 @@ pub enum Difference {
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Missing { uuid } => write!(f, "missing    {uuid}: in the truth, not in the relay"),
+            Self::Missing { uuid } => {
+                write!(f, "missing    {uuid}: in the truth, not in the relay")
+            }
             Self::Extra { uuid, dealer_uuid } => write!(
                 f,
                 "extra      {uuid}: in the relay (dealer {dealer_uuid}), not in the truth"
@@ -101,13 +103,20 @@ impl fmt::Display for Difference {
                 field,
                 expected,
                 actual,
-            } => write!(f, "different  {uuid}: {field} is {actual}, expected {expected}"),
+            } => write!(
+                f,
+                "different  {uuid}: {field} is {actual}, expected {expected}"
+            ),
         }
     }
 }
 
 /// Reads the relay's whole projection and compares it with `truth`.
-pub async fn verify(relay_url: &str, token: &str, truth: &Truth) -> anyhow::Result<Vec<Difference>> {
+pub async fn verify(
+    relay_url: &str,
+    token: &str,
+    truth: &Truth,
+) -> anyhow::Result<Vec<Difference>> {
     let projection = fetch_projection(relay_url, token).await?;
     Ok(compare(truth, &projection))
 }
@@ -143,7 +152,8 @@ pub async fn fetch_projection(
     let mut cursor: Option<String> = None;
     let mut seen_cursors = HashSet::new();
     loop {
-        let mut page_url = reqwest::Url::parse(&url).with_context(|| format!("{url} is not a URL"))?;
+        let mut page_url =
+            reqwest::Url::parse(&url).with_context(|| format!("{url} is not a URL"))?;
         page_url
             .query_pairs_mut()
             .append_pair("limit", &PAGE_LIMIT.to_string());
@@ -157,7 +167,10 @@ pub async fn fetch_projection(
             .await
             .with_context(|| format!("asking {url} for appointments"))?;
         let status = response.status();
-        let body = response.text().await.context("reading the relay's answer")?;
+        let body = response
+            .text()
+            .await
+            .context("reading the relay's answer")?;
         if !status.is_success() {
             let snippet: String = body.chars().take(300).collect();
             anyhow::bail!("the relay answered {status} at {url}: {snippet}");
@@ -182,7 +195,9 @@ pub async fn fetch_projection(
 pub fn compare(truth: &Truth, projection: &[ProjectedAppointment]) -> Vec<Difference> {
     let mut by_uuid: HashMap<&str, &ProjectedAppointment> = HashMap::new();
     for appointment in projection {
-        by_uuid.entry(appointment.uuid.as_str()).or_insert(appointment);
+        by_uuid
+            .entry(appointment.uuid.as_str())
+            .or_insert(appointment);
     }
     let mut differences = Vec::new();
     for expected in &truth.appointments {
@@ -224,7 +239,11 @@ fn compare_fields(
             json!(expected.appointment_key),
             json!(actual.appointment_key),
         ),
-        ("start_time", json!(expected.start_time), json!(actual.start_time)),
+        (
+            "start_time",
+            json!(expected.start_time),
+            json!(actual.start_time),
+        ),
         ("end_time", json!(expected.end_time), json!(actual.end_time)),
         (
             "is_cancelled",

@@ -51,30 +51,76 @@ fn the_same_seed_plans_the_same_events() {
 fn faults_do_not_change_the_appointments() {
     let plain = LoadPlan::generate(&options("http://unused", 20, 5)).unwrap();
     let mut noisy = options("http://unused", 20, 5);
-    noisy.faults = "duplicates=0.5,reorder=0.5,legacy=0.5,fail-first=1".parse().unwrap();
+    noisy.faults = "duplicates=0.5,reorder=0.5,legacy=0.5,fail-first=1"
+        .parse()
+        .unwrap();
     let noisy = LoadPlan::generate(&noisy).unwrap();
     assert_eq!(plain.truth, noisy.truth);
 }
 
 /// Every key §3 and §8.2 of the field reference document, which must be present (null or not).
 const PAYLOAD_KEYS: &[&str] = &[
-    "uuid", "departmentUuid", "subscriberName", "event", "eventCreationDateTime",
-    "updatedByUserUuid", "serviceAppointmentRequestLoanerBookingList", "appointmentInfoResponse",
+    "uuid",
+    "departmentUuid",
+    "subscriberName",
+    "event",
+    "eventCreationDateTime",
+    "updatedByUserUuid",
+    "serviceAppointmentRequestLoanerBookingList",
+    "appointmentInfoResponse",
 ];
 const INFO_KEYS: &[&str] = &[
-    "uuid", "status", "newStatus", "date", "startTime", "endTime", "platform",
-    "appointmentSource", "appointmentKey", "recall", "assignedAdvisorUuid", "dealerUuid",
-    "dispatchCode", "creatorAdvisorUuid", "preferredDate", "isCancelled", "comments",
-    "internalNotes", "teamUuid", "reminderCount", "customerVehicleInspectionId",
-    "customerInformation", "vehicleInformation", "orderInformation",
-    "appointmentCommunicationPreferences", "transportOption", "serviceList", "sarmetaData",
+    "uuid",
+    "status",
+    "newStatus",
+    "date",
+    "startTime",
+    "endTime",
+    "platform",
+    "appointmentSource",
+    "appointmentKey",
+    "recall",
+    "assignedAdvisorUuid",
+    "dealerUuid",
+    "dispatchCode",
+    "creatorAdvisorUuid",
+    "preferredDate",
+    "isCancelled",
+    "comments",
+    "internalNotes",
+    "teamUuid",
+    "reminderCount",
+    "customerVehicleInspectionId",
+    "customerInformation",
+    "vehicleInformation",
+    "orderInformation",
+    "appointmentCommunicationPreferences",
+    "transportOption",
+    "serviceList",
+    "sarmetaData",
 ];
 const CUSTOMER_KEYS: &[&str] = &[
-    "firstName", "lastName", "company", "isBusiness", "customerKey", "confirmationPhone",
-    "confirmationEmail", "custLocale", "uuid",
+    "firstName",
+    "lastName",
+    "company",
+    "isBusiness",
+    "customerKey",
+    "confirmationPhone",
+    "confirmationEmail",
+    "custLocale",
+    "uuid",
 ];
 const VEHICLE_KEYS: &[&str] = &[
-    "vin", "vehicleKey", "model", "year", "brand", "trim", "engine", "mileage", "dealerUuid", "uuid",
+    "vin",
+    "vehicleKey",
+    "model",
+    "year",
+    "brand",
+    "trim",
+    "engine",
+    "mileage",
+    "dealerUuid",
+    "uuid",
 ];
 
 fn assert_keys(object: &Value, keys: &[&str], what: &str) {
@@ -86,7 +132,11 @@ fn assert_keys(object: &Value, keys: &[&str], what: &str) {
 #[test]
 fn every_planned_event_means_what_the_contract_says() {
     let plan = LoadPlan::generate(&options("http://unused", 80, 9)).unwrap();
-    let dms_users: HashSet<String> = plan.world.departments().map(|d| d.dms_user_uuid.clone()).collect();
+    let dms_users: HashSet<String> = plan
+        .world
+        .departments()
+        .map(|d| d.dms_user_uuid.clone())
+        .collect();
     let mut ids = HashSet::new();
     let mut by_appointment: BTreeMap<String, Vec<(i64, AppointmentEvent)>> = BTreeMap::new();
     let mut names = BTreeSet::new();
@@ -98,18 +148,33 @@ fn every_planned_event_means_what_the_contract_says() {
         assert!(ids.insert(envelope.id.clone()), "event ids are unique");
         assert!(is_hex_id(envelope.dealer_uuid.as_deref().unwrap()));
         assert!(is_hex_id(envelope.department_uuid.as_deref().unwrap()));
-        assert_eq!(planned.due.as_millis() as i64, envelope.timestamp.unwrap() - START_MS);
+        assert_eq!(
+            planned.due.as_millis() as i64,
+            envelope.timestamp.unwrap() - START_MS
+        );
 
         let raw: Value = serde_json::from_str(&envelope.payload.text().unwrap()).unwrap();
         assert_keys(&raw, PAYLOAD_KEYS, "payload");
         let info = &raw["appointmentInfoResponse"];
         assert_keys(info, INFO_KEYS, "appointmentInfoResponse");
-        assert_keys(&info["customerInformation"], CUSTOMER_KEYS, "customerInformation");
-        assert_keys(&info["vehicleInformation"], VEHICLE_KEYS, "vehicleInformation");
+        assert_keys(
+            &info["customerInformation"],
+            CUSTOMER_KEYS,
+            "customerInformation",
+        );
+        assert_keys(
+            &info["vehicleInformation"],
+            VEHICLE_KEYS,
+            "vehicleInformation",
+        );
         let vin = info["vehicleInformation"]["vin"].as_str().unwrap();
         kaarma_sim::world::Vin::parse(vin).unwrap();
         for item in info["serviceList"].as_array().unwrap() {
-            assert!(item["opcode"].is_string() && item["description"].is_string() && item["price"].is_number());
+            assert!(
+                item["opcode"].is_string()
+                    && item["description"].is_string()
+                    && item["price"].is_number()
+            );
         }
 
         let event = envelope.appointment().unwrap();
@@ -118,7 +183,10 @@ fn every_planned_event_means_what_the_contract_says() {
         assert!(is_entity_id(&uuid));
         assert_eq!(event.uuid.as_deref(), Some(uuid.as_str()));
         assert_eq!(info.status, info.new_status, "status and newStatus agree");
-        assert_eq!(info.end_time.as_ref().unwrap().naive() - info.start_time.as_ref().unwrap().naive(), chrono::TimeDelta::seconds(30 * 60 - 1));
+        assert_eq!(
+            info.end_time.as_ref().unwrap().naive() - info.start_time.as_ref().unwrap().naive(),
+            chrono::TimeDelta::seconds(30 * 60 - 1)
+        );
         names.insert(event.event.clone().unwrap().to_string());
         by_appointment
             .entry(uuid)
@@ -127,16 +195,32 @@ fn every_planned_event_means_what_the_contract_says() {
     }
     assert_eq!(
         names,
-        ["CANCELLED", "DELETED", "RESCHEDULED", "SCHEDULED", "UPDATED"].map(String::from).into(),
+        [
+            "CANCELLED",
+            "DELETED",
+            "RESCHEDULED",
+            "SCHEDULED",
+            "UPDATED"
+        ]
+        .map(String::from)
+        .into(),
         "a realistic mix"
     );
 
-    let truth: BTreeMap<&str, _> = plan.truth.appointments.iter().map(|t| (t.uuid.as_str(), t)).collect();
+    let truth: BTreeMap<&str, _> = plan
+        .truth
+        .appointments
+        .iter()
+        .map(|t| (t.uuid.as_str(), t))
+        .collect();
     assert_eq!(truth.len(), 80);
     assert_eq!(by_appointment.len(), 80);
     for (uuid, events) in &by_appointment {
         let timestamps: Vec<i64> = events.iter().map(|(at, _)| *at).collect();
-        assert!(timestamps.windows(2).all(|pair| pair[0] < pair[1]), "{uuid}: strictly increasing");
+        assert!(
+            timestamps.windows(2).all(|pair| pair[0] < pair[1]),
+            "{uuid}: strictly increasing"
+        );
         let name = |event: &AppointmentEvent| event.event.clone().unwrap().to_string();
         let info = |event: &AppointmentEvent| event.appointment_info_response.clone().unwrap();
         let (_, first) = &events[0];
@@ -170,14 +254,21 @@ fn every_planned_event_means_what_the_contract_says() {
         let expected = truth[uuid.as_str()];
         assert_eq!(expected.status, last_state.status.unwrap().as_str());
         assert_eq!(expected.appointment_key, last_state.appointment_key);
-        assert_eq!(expected.start_time, last_state.start_time.unwrap().original());
+        assert_eq!(
+            expected.start_time,
+            last_state.start_time.unwrap().original()
+        );
         assert_eq!(expected.end_time, last_state.end_time.unwrap().original());
         assert_eq!(expected.deleted, name(last) == "DELETED");
         // Without dropped acks every appointment ends up with a key, unless it was deleted
         // before the DMS answered (an ack due after a delete is not sent).
         if expected.appointment_key.is_none() {
             assert!(expected.deleted, "{uuid}");
-            assert!(events.iter().all(|(_, e)| !dms_users.contains(e.updated_by_user_uuid.as_deref().unwrap())));
+            assert!(
+                events
+                    .iter()
+                    .all(|(_, e)| !dms_users.contains(e.updated_by_user_uuid.as_deref().unwrap()))
+            );
         }
     }
 }
@@ -187,11 +278,26 @@ fn a_dropped_creation_ack_leaves_no_key_in_the_truth() {
     let mut options = options("http://unused", 30, 3);
     options.faults = "drop-ack=1".parse().unwrap();
     let plan = LoadPlan::generate(&options).unwrap();
-    assert!(plan.truth.appointments.iter().all(|a| a.appointment_key.is_none()));
+    assert!(
+        plan.truth
+            .appointments
+            .iter()
+            .all(|a| a.appointment_key.is_none())
+    );
     options.faults = Faults::default();
     let plan = LoadPlan::generate(&options).unwrap();
-    assert!(plan.truth.appointments.iter().all(|a| a.appointment_key.is_some() || a.deleted));
-    assert!(plan.truth.appointments.iter().any(|a| a.appointment_key.is_some()));
+    assert!(
+        plan.truth
+            .appointments
+            .iter()
+            .all(|a| a.appointment_key.is_some() || a.deleted)
+    );
+    assert!(
+        plan.truth
+            .appointments
+            .iter()
+            .any(|a| a.appointment_key.is_some())
+    );
 }
 
 #[test]
@@ -206,7 +312,11 @@ fn corrupted_extras_and_old_shapes_are_as_documented() {
             envelope.appointment().expect("genuine payloads parse");
         } else {
             corrupted += 1;
-            assert!(envelope.appointment().is_err(), "{}", String::from_utf8_lossy(&planned.event.body));
+            assert!(
+                envelope.appointment().is_err(),
+                "{}",
+                String::from_utf8_lossy(&planned.event.body)
+            );
         }
         if let EnvelopeFormat::Legacy { event_type, .. } = &envelope.format {
             legacy += 1;
@@ -219,7 +329,11 @@ fn corrupted_extras_and_old_shapes_are_as_documented() {
     assert!(corrupted > 0 && legacy > 0, "{corrupted} {legacy}");
     let genuine = plan.events.iter().filter(|p| p.event.is_genuine()).count();
     let clean = LoadPlan::generate(&self::options("http://unused", 30, 8)).unwrap();
-    assert_eq!(genuine, clean.events.len(), "extras never replace genuine events");
+    assert_eq!(
+        genuine,
+        clean.events.len(),
+        "extras never replace genuine events"
+    );
 }
 
 #[tokio::test]
@@ -228,10 +342,16 @@ async fn the_same_seed_sends_the_same_events_over_the_wire() {
     for _ in 0..2 {
         let recorder = Recorder::accepting().await;
         let mut options = options(&recorder.url, 12, 77);
-        options.faults = "duplicates=0.5,reorder=0.5,reorder-window=20ms".parse().unwrap();
+        options.faults = "duplicates=0.5,reorder=0.5,reorder-window=20ms"
+            .parse()
+            .unwrap();
         let report = kaarma_sim::run(&options, ()).await.unwrap();
         assert_eq!(report.failures, 0);
-        let bodies: BTreeSet<Vec<u8>> = recorder.requests().iter().map(|r| r.body.to_vec()).collect();
+        let bodies: BTreeSet<Vec<u8>> = recorder
+            .requests()
+            .iter()
+            .map(|r| r.body.to_vec())
+            .collect();
         received.push(bodies);
     }
     assert_eq!(received[0], received[1]);
@@ -254,15 +374,25 @@ async fn a_faithful_receiver_converges_to_the_truth_under_every_fault() {
     let report = kaarma_sim::run(&options, ()).await.unwrap();
     assert_eq!(report.failures, 0, "{report}");
     let events = (report.events + report.corrupted_events) as u64;
-    assert!(report.retries >= 2 * events, "fail-first=2 retries every event twice");
-    assert!(report.duplicated_events > 0 && report.legacy_events > 0 && report.corrupted_events > 0);
+    assert!(
+        report.retries >= 2 * events,
+        "fail-first=2 retries every event twice"
+    );
+    assert!(
+        report.duplicated_events > 0 && report.legacy_events > 0 && report.corrupted_events > 0
+    );
     {
         let state = relay.state.lock().unwrap();
-        assert!(state.duplicates > 0, "abandoned attempts and duplicates were deduplicated");
+        assert!(
+            state.duplicates > 0,
+            "abandoned attempts and duplicates were deduplicated"
+        );
         assert!(state.legacy > 0);
         assert_eq!(state.failed_payloads, report.corrupted_events);
     }
-    let differences = verify(&relay.base_url, API_TOKEN, &report.truth).await.unwrap();
+    let differences = verify(&relay.base_url, API_TOKEN, &report.truth)
+        .await
+        .unwrap();
     assert_eq!(differences, [], "{report}");
 
     // The truth file round trip, then planted differences: each one is found.
@@ -277,7 +407,9 @@ async fn a_faithful_receiver_converges_to_the_truth_under_every_fault() {
     relay.insert_row(json!({"uuid": "planted", "dealer_uuid": truth.appointments[2].dealer_uuid}));
     let differences = verify(&relay.base_url, API_TOKEN, &truth).await.unwrap();
     assert_eq!(differences.len(), 3, "{differences:?}");
-    assert!(matches!(&differences[0], Difference::Field { uuid, field: "status", .. } if *uuid == victim));
+    assert!(
+        matches!(&differences[0], Difference::Field { uuid, field: "status", .. } if *uuid == victim)
+    );
     assert_eq!(differences[1], Difference::Missing { uuid: removed });
     assert!(matches!(&differences[2], Difference::Extra { uuid, .. } if uuid == "planted"));
 }
@@ -285,7 +417,9 @@ async fn a_faithful_receiver_converges_to_the_truth_under_every_fault() {
 #[tokio::test]
 async fn verify_fails_loudly_on_a_wrong_token() {
     let relay = FakeRelay::start("s", "t", API_TOKEN).await;
-    let error = verify(&relay.base_url, "wrong", &Truth::default()).await.unwrap_err();
+    let error = verify(&relay.base_url, "wrong", &Truth::default())
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("401"), "{error}");
 }
 
@@ -293,7 +427,11 @@ async fn verify_fails_loudly_on_a_wrong_token() {
 async fn the_report_counts_what_happened() {
     let recorder = Recorder::start(|n| {
         // Every third request fails once: retries, but no failures.
-        let status = if n % 3 == 0 { axum::http::StatusCode::BAD_GATEWAY } else { axum::http::StatusCode::OK };
+        let status = if n % 3 == 0 {
+            axum::http::StatusCode::BAD_GATEWAY
+        } else {
+            axum::http::StatusCode::OK
+        };
         (status, Duration::ZERO)
     })
     .await;
@@ -307,7 +445,13 @@ async fn the_report_counts_what_happened() {
     assert_eq!(report.failures, 0);
     assert!(report.ack_latency.count > 0 && report.ack_latency.p50 <= report.ack_latency.max);
     let summary = report.to_string();
-    for line in ["appointments  10", "attempts", "retries", "failures      0", "ack latency   p50"] {
+    for line in [
+        "appointments  10",
+        "attempts",
+        "retries",
+        "failures      0",
+        "ack latency   p50",
+    ] {
         assert!(summary.contains(line), "{summary}");
     }
 }

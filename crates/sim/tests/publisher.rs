@@ -25,7 +25,11 @@ fn events(count: usize) -> Vec<OutgoingEvent> {
     options.start_ms = Some(1_736_933_400_000);
     options.rate = 1000.0;
     let plan = LoadPlan::generate(&options).unwrap();
-    plan.events.into_iter().map(|planned| planned.event).take(count).collect()
+    plan.events
+        .into_iter()
+        .map(|planned| planned.event)
+        .take(count)
+        .collect()
 }
 
 fn publisher(retry: RetryPolicy, url: &str) -> Publisher {
@@ -62,15 +66,26 @@ async fn an_event_is_sent_as_mykaarma_sends_it() {
     assert_eq!(request.body, event.body);
     assert_eq!(request.headers["content-type"], "text/plain");
     assert_eq!(request.headers[signature::AUTHORIZATION_HEADER], TOKEN);
-    let header = request.headers[signature::SIGNATURE_HEADER].to_str().unwrap();
+    let header = request.headers[signature::SIGNATURE_HEADER]
+        .to_str()
+        .unwrap();
     assert!(header.starts_with("sha256="));
-    signature::verify(SECRET.as_bytes(), Some(header), &request.body, SignatureScope::Body).unwrap();
+    signature::verify(
+        SECRET.as_bytes(),
+        Some(header),
+        &request.body,
+        SignatureScope::Body,
+    )
+    .unwrap();
     let envelope = Envelope::parse(&request.body).unwrap();
     assert_eq!(envelope.id, event.id);
     assert!(envelope.payload.is_stringified());
     let attempts = publisher.log().attempts();
     assert_eq!(attempts.len(), 1);
-    assert_eq!(attempts[0].outcome, AttemptOutcome::Acknowledged { status: 200 });
+    assert_eq!(
+        attempts[0].outcome,
+        AttemptOutcome::Acknowledged { status: 200 }
+    );
 }
 
 #[tokio::test]
@@ -90,21 +105,33 @@ async fn a_failing_endpoint_gets_one_attempt_and_five_retries_on_the_schedule() 
         let backoff = policy.backoff(retry);
         assert_eq!(backoff, Duration::from_millis(40 << (retry - 1)));
         assert!(gap >= backoff, "retry {retry}: {gap:?} < {backoff:?}");
-        assert!(gap < backoff + Duration::from_millis(250), "retry {retry}: {gap:?}");
+        assert!(
+            gap < backoff + Duration::from_millis(250),
+            "retry {retry}: {gap:?}"
+        );
     }
     let totals = publisher.log().totals();
-    assert_eq!((totals.attempts, totals.retries, totals.failures), (6, 5, 1));
-    assert!(publisher
-        .log()
-        .attempts()
-        .iter()
-        .all(|attempt| attempt.outcome == AttemptOutcome::Refused { status: 500 }));
+    assert_eq!(
+        (totals.attempts, totals.retries, totals.failures),
+        (6, 5, 1)
+    );
+    assert!(
+        publisher
+            .log()
+            .attempts()
+            .iter()
+            .all(|attempt| attempt.outcome == AttemptOutcome::Refused { status: 500 })
+    );
 }
 
 #[tokio::test]
 async fn equal_jitter_keeps_each_wait_between_half_and_the_whole_backoff() {
     let recorder = Recorder::start(|n| {
-        let status = if n < 4 { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+        let status = if n < 4 {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
         (status, Duration::ZERO)
     })
     .await;
@@ -120,14 +147,21 @@ async fn equal_jitter_keeps_each_wait_between_half_and_the_whole_backoff() {
         let gap = pair[1].arrived - pair[0].arrived;
         let backoff = policy.backoff(retry);
         assert!(gap >= backoff / 2, "retry {retry}: {gap:?}");
-        assert!(gap < backoff + Duration::from_millis(250), "retry {retry}: {gap:?}");
+        assert!(
+            gap < backoff + Duration::from_millis(250),
+            "retry {retry}: {gap:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_slow_endpoint_times_out_at_five_seconds_and_the_retry_succeeds() {
     let recorder = Recorder::start(|n| {
-        let delay = if n == 0 { Duration::from_secs(8) } else { Duration::ZERO };
+        let delay = if n == 0 {
+            Duration::from_secs(8)
+        } else {
+            Duration::ZERO
+        };
         (StatusCode::OK, delay)
     })
     .await;
@@ -142,11 +176,15 @@ async fn a_slow_endpoint_times_out_at_five_seconds_and_the_retry_succeeds() {
     assert_eq!(attempts.len(), 2);
     assert_eq!(attempts[0].outcome, AttemptOutcome::TimedOut);
     assert!(
-        attempts[0].latency >= Duration::from_secs(5) && attempts[0].latency < Duration::from_millis(5_900),
+        attempts[0].latency >= Duration::from_secs(5)
+            && attempts[0].latency < Duration::from_millis(5_900),
         "{:?}",
         attempts[0].latency
     );
-    assert_eq!(attempts[1].outcome, AttemptOutcome::Acknowledged { status: 200 });
+    assert_eq!(
+        attempts[1].outcome,
+        AttemptOutcome::Acknowledged { status: 200 }
+    );
 }
 
 #[tokio::test]
@@ -162,9 +200,18 @@ async fn fail_first_sends_the_attempts_and_abandons_them() {
     assert!(records[0].delivered);
     assert_eq!(records[0].attempts, 3);
     let requests = recorder.requests();
-    assert_eq!(requests.len(), 3, "the abandoned attempts reach the receiver");
+    assert_eq!(
+        requests.len(),
+        3,
+        "the abandoned attempts reach the receiver"
+    );
     assert!(requests.iter().all(|request| request.body == event.body));
-    let abandoned: Vec<bool> = publisher.log().attempts().iter().map(|a| a.abandoned).collect();
+    let abandoned: Vec<bool> = publisher
+        .log()
+        .attempts()
+        .iter()
+        .map(|a| a.abandoned)
+        .collect();
     assert_eq!(abandoned, [true, true, false]);
 }
 
@@ -190,7 +237,10 @@ async fn an_unreachable_endpoint_is_retried_and_reported() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let publisher = publisher(fast(2, 5, Jitter::None), &format!("http://127.0.0.1:{port}/hook"));
+    let publisher = publisher(
+        fast(2, 5, Jitter::None),
+        &format!("http://127.0.0.1:{port}/hook"),
+    );
     let records = publisher
         .deliver(Arc::new(events(1).remove(0)), DeliveryFaults::default())
         .await;

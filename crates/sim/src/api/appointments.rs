@@ -86,7 +86,10 @@ impl PreferenceRequest {
         set(&mut base.email_reminder, self.email_reminder);
         set(&mut base.text_reminder, self.text_reminder);
         set(&mut base.notify_customer, self.notify_customer);
-        set(&mut base.send_communication_to_da, self.send_communication_to_da);
+        set(
+            &mut base.send_communication_to_da,
+            self.send_communication_to_da,
+        );
         base
     }
 }
@@ -212,7 +215,10 @@ fn parse_time(field: &str, text: &str) -> Result<NaiveDateTime, ApiError> {
 fn parse_mileage(text: &str) -> Result<u32, ApiError> {
     let digits: String = text.chars().filter(|c| *c != ',').collect();
     digits.trim().parse().map_err(|_| {
-        ApiError::bad_request("INVALID_MILEAGE", format!("mileageText {text:?} is not a number"))
+        ApiError::bad_request(
+            "INVALID_MILEAGE",
+            format!("mileageText {text:?} is not a number"),
+        )
     })
 }
 
@@ -231,7 +237,12 @@ pub async fn create(
 ) -> Result<Wrapped, ApiError> {
     let mut request: AppointmentRequest = parse_body(&body)?;
     let fields = request.fields()?;
-    let event = match query.event.as_deref().map(str::to_ascii_uppercase).as_deref() {
+    let event = match query
+        .event
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
         None => None,
         Some("SCHEDULED") => Some(AppointmentEventName::Scheduled),
         Some("CREATED") => Some(AppointmentEventName::Created),
@@ -263,7 +274,9 @@ pub async fn create(
         communication: fields
             .preferences
             .map(|preferences| preferences.applied_to(CommunicationPreferences::default())),
-        platform: fields.platform.map(|platform| Platform::from(platform.to_ascii_uppercase())),
+        platform: fields
+            .platform
+            .map(|platform| Platform::from(platform.to_ascii_uppercase())),
         source: Some("API".to_owned()),
         event,
     })?;

@@ -25,7 +25,11 @@ impl Credentials {
     pub fn accepts(&self, header: Option<&HeaderValue>) -> bool {
         let Some(encoded) = header
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Basic ").or(value.strip_prefix("basic ")))
+            .and_then(|value| {
+                value
+                    .strip_prefix("Basic ")
+                    .or(value.strip_prefix("basic "))
+            })
         else {
             return false;
         };

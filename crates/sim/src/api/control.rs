@@ -35,7 +35,10 @@ pub async fn slots(
     let plan = simulation
         .with_world(|world| world.department(&department_uuid).map(|d| d.slots.clone()))
         .ok_or_else(|| {
-            ApiError::not_found("INVALID_DEPARTMENT_UUID", format!("no department {department_uuid:?}"))
+            ApiError::not_found(
+                "INVALID_DEPARTMENT_UUID",
+                format!("no department {department_uuid:?}"),
+            )
         })?;
     let slots: Vec<_> = plan
         .slots_on(date)
@@ -70,7 +73,11 @@ pub async fn subscribe(
         return Err(ApiError::bad_request("INVALID_REQUEST", "name is required"));
     }
     simulation.publisher().subscribe(subscription.clone());
-    Ok((StatusCode::CREATED, Wrapped::new("subscription", subscription)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Wrapped::new("subscription", subscription),
+    )
+        .into_response())
 }
 
 /// `DELETE /sim/v1/subscriptions/{name}`
@@ -81,7 +88,10 @@ pub async fn unsubscribe(
     if simulation.publisher().unsubscribe(&name) {
         Ok(Wrapped::new("removed", name))
     } else {
-        Err(ApiError::not_found("SUBSCRIPTION_NOT_FOUND", format!("no subscription {name:?}")))
+        Err(ApiError::not_found(
+            "SUBSCRIPTION_NOT_FOUND",
+            format!("no subscription {name:?}"),
+        ))
     }
 }
 
@@ -101,9 +111,22 @@ pub async fn deliveries(
 ) -> Wrapped {
     let log = simulation.publisher().log();
     let limit = query.limit.unwrap_or(1000);
-    let keep = |event_id: &str| query.event_id.as_deref().is_none_or(|wanted| wanted == event_id);
-    let attempts: Vec<_> = log.attempts().into_iter().filter(|a| keep(&a.event_id)).collect();
-    let deliveries: Vec<_> = log.deliveries().into_iter().filter(|d| keep(&d.event_id)).collect();
+    let keep = |event_id: &str| {
+        query
+            .event_id
+            .as_deref()
+            .is_none_or(|wanted| wanted == event_id)
+    };
+    let attempts: Vec<_> = log
+        .attempts()
+        .into_iter()
+        .filter(|a| keep(&a.event_id))
+        .collect();
+    let deliveries: Vec<_> = log
+        .deliveries()
+        .into_iter()
+        .filter(|d| keep(&d.event_id))
+        .collect();
     let last = |length: usize| length.saturating_sub(limit);
     Wrapped::new(
         "deliveryLog",
@@ -133,11 +156,9 @@ pub async fn set_faults(
 ) -> Result<String, ApiError> {
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("INVALID_FAULTS", "the body is not UTF-8 text"))?;
-    let faults: Faults = text
-        .parse()
-        .map_err(|error: crate::faults::FaultsError| {
-            ApiError::bad_request("INVALID_FAULTS", error.to_string())
-        })?;
+    let faults: Faults = text.parse().map_err(|error: crate::faults::FaultsError| {
+        ApiError::bad_request("INVALID_FAULTS", error.to_string())
+    })?;
     simulation.set_faults(faults.clone());
     Ok(faults.to_string())
 }

@@ -148,13 +148,22 @@ pub async fn create(
             first_name: fields.first_name.unwrap_or_default(),
             last_name: fields.last_name.unwrap_or_default(),
             company: fields.company,
-            phone: fields.phone_numbers.into_iter().find_map(|phone| phone.phone_number),
-            email: fields.emails.into_iter().find_map(|email| email.email_address),
+            phone: fields
+                .phone_numbers
+                .into_iter()
+                .find_map(|phone| phone.phone_number),
+            email: fields
+                .emails
+                .into_iter()
+                .find_map(|email| email.email_address),
             locale: fields.preferred_locale,
         },
         vehicles,
     )?;
-    Ok(Wrapped::new("customerWithVehicles", customer_with_vehicles(&customer)))
+    Ok(Wrapped::new(
+        "customerWithVehicles",
+        customer_with_vehicles(&customer),
+    ))
 }
 
 /// `GET /customer/v2/department/{departmentUuid}/customer/{customerUuid}`
@@ -164,9 +173,15 @@ pub async fn get(
 ) -> Result<Wrapped, ApiError> {
     let dealer_uuid = dealer_of(&simulation, &department_uuid)?;
     let customer = simulation.customer(&dealer_uuid, &uuid).ok_or_else(|| {
-        ApiError::not_found("INVALID_CUSTOMER_UUID", format!("no customer {uuid:?} at this dealer"))
+        ApiError::not_found(
+            "INVALID_CUSTOMER_UUID",
+            format!("no customer {uuid:?} at this dealer"),
+        )
     })?;
-    Ok(Wrapped::new("customerWithVehicles", customer_with_vehicles(&customer)))
+    Ok(Wrapped::new(
+        "customerWithVehicles",
+        customer_with_vehicles(&customer),
+    ))
 }
 
 /// `POST /customer/v2/department/{departmentUuid}/customer/{customerUuid}/vehicle`

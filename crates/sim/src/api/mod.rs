@@ -80,7 +80,10 @@ pub fn router(simulation: Simulation, credentials: Credentials) -> Router {
         )
         .route("/sim/v1/deliveries", get(control::deliveries))
         .route("/sim/v1/truth", get(control::truth))
-        .route("/sim/v1/faults", get(control::faults).put(control::set_faults))
+        .route(
+            "/sim/v1/faults",
+            get(control::faults).put(control::set_faults),
+        )
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -65,7 +65,9 @@ impl From<WorldError> for ApiError {
             WorldError::UnknownCustomer(_) => (StatusCode::NOT_FOUND, "INVALID_CUSTOMER_UUID"),
             WorldError::InvalidVin(_) => (StatusCode::BAD_REQUEST, "INVALID_VIN"),
             WorldError::VehicleExists(_) => (StatusCode::CONFLICT, "VEHICLE_ALREADY_EXISTS"),
-            WorldError::CustomerInfoMissing(_) => (StatusCode::BAD_REQUEST, "CUSTOMER_INFO_MISSING"),
+            WorldError::CustomerInfoMissing(_) => {
+                (StatusCode::BAD_REQUEST, "CUSTOMER_INFO_MISSING")
+            }
         };
         Self::new(status, code, error.to_string())
     }
@@ -122,6 +124,7 @@ impl IntoResponse for Wrapped {
 /// Reads a JSON request body into `T`, answering `INVALID_REQUEST` (never a panic or a plain
 /// text rejection) when it is not.
 pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|error| ApiError::bad_request("INVALID_REQUEST", format!("invalid request body: {error}")))
+    serde_json::from_slice(body).map_err(|error| {
+        ApiError::bad_request("INVALID_REQUEST", format!("invalid request body: {error}"))
+    })
 }

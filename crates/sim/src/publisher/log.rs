@@ -241,7 +241,10 @@ mod tests {
         assert_eq!(summary.max, Duration::from_millis(100));
         assert_eq!(LatencySummary::of(Vec::new()), LatencySummary::default());
         let one = LatencySummary::of(vec![Duration::from_millis(7)]);
-        assert_eq!((one.p50, one.p99, one.max), (one.max, one.max, Duration::from_millis(7)));
+        assert_eq!(
+            (one.p50, one.p99, one.max),
+            (one.max, one.max, Duration::from_millis(7))
+        );
     }
 
     #[test]

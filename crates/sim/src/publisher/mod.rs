@@ -145,7 +145,11 @@ impl Publisher {
 
     /// Delivers `event` (and its duplicate, if the faults call for one) to every subscription
     /// that wants it; returns when every copy is delivered or out of retries.
-    pub async fn deliver(&self, event: Arc<OutgoingEvent>, faults: DeliveryFaults) -> Vec<DeliveryRecord> {
+    pub async fn deliver(
+        &self,
+        event: Arc<OutgoingEvent>,
+        faults: DeliveryFaults,
+    ) -> Vec<DeliveryRecord> {
         let targets: Vec<Subscription> = self
             .subscriptions()
             .into_iter()
@@ -153,7 +157,13 @@ impl Publisher {
             .collect();
         let mut copies = Vec::new();
         for subscription in &targets {
-            copies.push(self.deliver_copy(subscription, &event, 0, faults.hold, faults.failing_attempts));
+            copies.push(self.deliver_copy(
+                subscription,
+                &event,
+                0,
+                faults.hold,
+                faults.failing_attempts,
+            ));
             if let Some(gap) = faults.duplicate_after {
                 copies.push(self.deliver_copy(subscription, &event, 1, faults.hold + gap, 0));
             }
@@ -190,7 +200,14 @@ impl Publisher {
                 tokio::time::sleep(policy.delay(attempt - 1, &mut rng)).await;
             }
             let record = self
-                .attempt(subscription, event, &signature, copy, attempt, attempt <= failing_attempts)
+                .attempt(
+                    subscription,
+                    event,
+                    &signature,
+                    copy,
+                    attempt,
+                    attempt <= failing_attempts,
+                )
                 .await;
             let succeeded = record.succeeded();
             tracing::debug!(
@@ -295,7 +312,11 @@ fn failure(error: reqwest::Error) -> AttemptOutcome {
 /// A stable seed per delivery (FNV-1a over its identity), so jitter repeats with the run seed.
 fn jitter_seed(seed: u64, event_id: &str, url: &str, copy: u32) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    for byte in event_id.bytes().chain(url.bytes()).chain(copy.to_le_bytes()) {
+    for byte in event_id
+        .bytes()
+        .chain(url.bytes())
+        .chain(copy.to_le_bytes())
+    {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }

@@ -60,7 +60,11 @@ impl RetryPolicy {
     /// The same schedule with every delay multiplied by `factor` (e.g. 0.01 to run 100×
     /// faster in a test).
     pub fn scaled(mut self, factor: f64) -> Self {
-        let factor = if factor.is_finite() && factor >= 0.0 { factor } else { 1.0 };
+        let factor = if factor.is_finite() && factor >= 0.0 {
+            factor
+        } else {
+            1.0
+        };
         self.base = self.base.mul_f64(factor);
         self.max_delay = self.max_delay.mul_f64(factor);
         self
@@ -87,7 +91,9 @@ impl RetryPolicy {
 
     /// The back-offs of every retry, in order, before jitter.
     pub fn schedule(&self) -> Vec<Duration> {
-        (1..=self.retries).map(|retry| self.backoff(retry)).collect()
+        (1..=self.retries)
+            .map(|retry| self.backoff(retry))
+            .collect()
     }
 }
 

@@ -14,9 +14,33 @@ pub const FIRST_NAMES: &[&str] = &[
 
 /// Last names for customers and advisors.
 pub const LAST_NAMES: &[&str] = &[
-    "Smith", "Johnson", "Garcia", "Martinez", "Brown", "Davis", "Lopez", "Wilson", "Anderson",
-    "Thomas", "Nguyen", "Patel", "Kim", "Hernandez", "Moore", "Clark", "Lewis", "Walker",
-    "Young", "Allen", "Wright", "Scott", "Rivera", "Campbell", "Mitchell", "Shah", "Tanaka",
+    "Smith",
+    "Johnson",
+    "Garcia",
+    "Martinez",
+    "Brown",
+    "Davis",
+    "Lopez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Nguyen",
+    "Patel",
+    "Kim",
+    "Hernandez",
+    "Moore",
+    "Clark",
+    "Lewis",
+    "Walker",
+    "Young",
+    "Allen",
+    "Wright",
+    "Scott",
+    "Rivera",
+    "Campbell",
+    "Mitchell",
+    "Shah",
+    "Tanaka",
 ];
 
 /// Companies, for business customers with fleets.
@@ -30,7 +54,14 @@ pub const COMPANIES: &[&str] = &[
 
 /// Dealer name prefixes (a place); the suffix is the make sold.
 pub const DEALER_PLACES: &[&str] = &[
-    "Riverside", "Bayview", "Lakeshore", "Summit", "Canyon", "Harbor", "Prairie", "Oakwood",
+    "Riverside",
+    "Bayview",
+    "Lakeshore",
+    "Summit",
+    "Canyon",
+    "Harbor",
+    "Prairie",
+    "Oakwood",
 ];
 
 /// A make: its world manufacturer identifier, brand name and models.
@@ -40,7 +71,11 @@ pub struct Make {
     /// The brand, as `vehicleInformation.brand`.
     pub brand: &'static str,
     /// `(model, trims, engines)`.
-    pub models: &'static [(&'static str, &'static [&'static str], &'static [&'static str])],
+    pub models: &'static [(
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    )],
 }
 
 /// The makes vehicles are drawn from.
@@ -49,7 +84,11 @@ pub const MAKES: &[Make] = &[
         wmi: "1FT",
         brand: "Ford",
         models: &[
-            ("F-150", &["XL", "XLT", "Lariat"], &["2.7L V6", "3.5L V6", "5.0L V8"]),
+            (
+                "F-150",
+                &["XL", "XLT", "Lariat"],
+                &["2.7L V6", "3.5L V6", "5.0L V8"],
+            ),
             ("Escape", &["S", "SE", "Titanium"], &["1.5L I3", "2.0L I4"]),
         ],
     },
@@ -57,7 +96,11 @@ pub const MAKES: &[Make] = &[
         wmi: "1HG",
         brand: "Honda",
         models: &[
-            ("Civic", &["LX", "Sport", "EX"], &["2.0L I4", "1.5L I4 Turbo"]),
+            (
+                "Civic",
+                &["LX", "Sport", "EX"],
+                &["2.0L I4", "1.5L I4 Turbo"],
+            ),
             ("CR-V", &["LX", "EX", "Touring"], &["1.5L I4 Turbo"]),
         ],
     },
@@ -66,7 +109,11 @@ pub const MAKES: &[Make] = &[
         brand: "Toyota",
         models: &[
             ("Camry", &["LE", "SE", "XLE"], &["2.5L I4", "3.5L V6"]),
-            ("RAV4", &["LE", "XLE", "Limited"], &["2.5L I4", "2.5L I4 Hybrid"]),
+            (
+                "RAV4",
+                &["LE", "XLE", "Limited"],
+                &["2.5L I4", "2.5L I4 Hybrid"],
+            ),
         ],
     },
     Make {

@@ -250,7 +250,8 @@ impl World {
 
     /// The department with this id.
     pub fn department(&self, uuid: &str) -> Option<&Department> {
-        self.departments().find(|department| department.uuid == uuid)
+        self.departments()
+            .find(|department| department.uuid == uuid)
     }
 
     /// The customer with this id.
@@ -269,7 +270,9 @@ impl World {
             return Err(WorldError::CustomerInfoMissing("firstName"));
         }
         if new.phone.is_none() && new.email.is_none() {
-            return Err(WorldError::CustomerInfoMissing("a phone number or an email"));
+            return Err(WorldError::CustomerInfoMissing(
+                "a phone number or an email",
+            ));
         }
         let customer = Customer {
             uuid: rng.entity_id(),
@@ -316,7 +319,9 @@ impl World {
                 .unwrap_or_else(|| "Unknown".to_owned()),
             year: new.year.or(vin.model_year()).unwrap_or(2020),
             trim: make.map_or("Base", |make| make.models[0].1[0]).to_owned(),
-            engine: make.map_or("Unknown", |make| make.models[0].2[0]).to_owned(),
+            engine: make
+                .map_or("Unknown", |make| make.models[0].2[0])
+                .to_owned(),
             mileage: new.mileage.unwrap_or(0),
             vin,
         };
@@ -426,7 +431,12 @@ fn generate_customer(rng: &mut impl Rng, dealer_uuid: &str) -> Customer {
             rng.random_range(1..100)
         ),
         phone: format!("+1555{:07}", rng.random_range(0..10_000_000)),
-        locale: if rng.random_bool(0.15) { "es-us" } else { "en-us" }.to_owned(),
+        locale: if rng.random_bool(0.15) {
+            "es-us"
+        } else {
+            "en-us"
+        }
+        .to_owned(),
         customer_key: None,
         first_name,
         last_name,
@@ -468,7 +478,12 @@ mod tests {
             assert!(is_hex_id(&department.uuid));
             assert!(is_hex_id(&department.dealer_uuid));
             assert!(department.advisors.iter().all(|a| is_entity_id(&a.uuid)));
-            assert!(department.transport_options.iter().all(|t| is_entity_id(&t.uuid)));
+            assert!(
+                department
+                    .transport_options
+                    .iter()
+                    .all(|t| is_entity_id(&t.uuid))
+            );
             assert!(!department.opcodes.is_empty());
         }
         for customer in &world.customers {
@@ -512,20 +527,50 @@ mod tests {
             .clone();
         let vin = "1HGCM82633A004352";
         let vehicle = world
-            .add_vehicle(&mut rng, &customer, NewVehicle { vin: vin.into(), ..Default::default() })
+            .add_vehicle(
+                &mut rng,
+                &customer,
+                NewVehicle {
+                    vin: vin.into(),
+                    ..Default::default()
+                },
+            )
             .unwrap();
         assert_eq!(vehicle.brand, "Honda");
         assert_eq!(vehicle.year, 2003);
         assert_eq!(
-            world.add_vehicle(&mut rng, &customer, NewVehicle { vin: vin.into(), ..Default::default() }),
+            world.add_vehicle(
+                &mut rng,
+                &customer,
+                NewVehicle {
+                    vin: vin.into(),
+                    ..Default::default()
+                }
+            ),
             Err(WorldError::VehicleExists(vin.into()))
         );
         assert!(matches!(
-            world.add_vehicle(&mut rng, &customer, NewVehicle { vin: "1HGCM82643A004352".into(), ..Default::default() }),
+            world.add_vehicle(
+                &mut rng,
+                &customer,
+                NewVehicle {
+                    vin: "1HGCM82643A004352".into(),
+                    ..Default::default()
+                }
+            ),
             Err(WorldError::InvalidVin(VinError::CheckDigit { .. }))
         ));
         assert_eq!(
-            world.add_vehicle(&mut rng, "nobody", NewVehicle { vin: vin.into(), ..Default::default() }).map(|_| ()),
+            world
+                .add_vehicle(
+                    &mut rng,
+                    "nobody",
+                    NewVehicle {
+                        vin: vin.into(),
+                        ..Default::default()
+                    }
+                )
+                .map(|_| ()),
             Err(WorldError::UnknownCustomer("nobody".into()))
         );
     }

@@ -154,7 +154,11 @@ mod tests {
 
     #[test]
     fn accepts_known_valid_vins() {
-        for text in ["1M8GDM9AXKP042788", "11111111111111111", "1hgcm82633a004352"] {
+        for text in [
+            "1M8GDM9AXKP042788",
+            "11111111111111111",
+            "1hgcm82633a004352",
+        ] {
             let vin = Vin::parse(text).unwrap_or_else(|error| panic!("{text}: {error}"));
             assert_eq!(vin.as_str(), text.to_ascii_uppercase());
         }

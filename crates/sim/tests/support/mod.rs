@@ -41,7 +41,9 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub async fn start(script: impl Fn(usize) -> (StatusCode, Duration) + Send + Sync + 'static) -> Self {
+    pub async fn start(
+        script: impl Fn(usize) -> (StatusCode, Duration) + Send + Sync + 'static,
+    ) -> Self {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let state = RecorderState {
             requests: Arc::clone(&requests),
@@ -172,7 +174,10 @@ async fn ingest(State(context): State<RelayContext>, headers: HeaderMap, body: B
         return (StatusCode::BAD_REQUEST, "not an envelope").into_response();
     };
     let mut state = context.state.lock().unwrap();
-    if !state.seen.insert((envelope.event_type.to_string(), envelope.id.clone())) {
+    if !state
+        .seen
+        .insert((envelope.event_type.to_string(), envelope.id.clone()))
+    {
         state.duplicates += 1;
         return Json(json!({"status": "duplicate"})).into_response();
     }
@@ -183,12 +188,19 @@ async fn ingest(State(context): State<RelayContext>, headers: HeaderMap, body: B
         state.failed_payloads += 1;
         return Json(json!({"status": "stored", "payload": "failed"})).into_response();
     };
-    let (Some(uuid), Some(info)) = (event.appointment_uuid().map(str::to_owned), event.appointment_info_response.as_ref()) else {
+    let (Some(uuid), Some(info)) = (
+        event.appointment_uuid().map(str::to_owned),
+        event.appointment_info_response.as_ref(),
+    ) else {
         state.failed_payloads += 1;
         return Json(json!({"status": "stored", "payload": "failed"})).into_response();
     };
     let timestamp = envelope.timestamp.unwrap_or(0);
-    if state.appointments.get(&uuid).is_some_and(|known| known.timestamp > timestamp) {
+    if state
+        .appointments
+        .get(&uuid)
+        .is_some_and(|known| known.timestamp > timestamp)
+    {
         state.stale += 1;
         return Json(json!({"status": "stored"})).into_response();
     }
@@ -207,7 +219,9 @@ async fn ingest(State(context): State<RelayContext>, headers: HeaderMap, body: B
         "updated_at": "2026-01-01T00:00:00Z",
         "appointment": serde_json::to_value(info).unwrap(),
     });
-    state.appointments.insert(uuid, Projected { timestamp, row });
+    state
+        .appointments
+        .insert(uuid, Projected { timestamp, row });
     Json(json!({"status": "stored"})).into_response()
 }
 
@@ -224,7 +238,11 @@ async fn appointments(
 ) -> Response {
     let expected = format!("Bearer {}", context.api_token);
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "unauthorized"}))).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "unauthorized"})),
+        )
+            .into_response();
     }
     let state = context.state.lock().unwrap();
     let offset: usize = query.cursor.as_deref().map_or(0, |c| c.parse().unwrap());
@@ -237,6 +255,7 @@ async fn appointments(
         .take(limit)
         .map(|projected| projected.row.clone())
         .collect();
-    let next = (offset + rows.len() < state.appointments.len()).then(|| (offset + rows.len()).to_string());
+    let next =
+        (offset + rows.len() < state.appointments.len()).then(|| (offset + rows.len()).to_string());
     Json(json!({"appointments": rows, "next_cursor": next})).into_response()
 }
