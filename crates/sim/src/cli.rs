@@ -412,7 +412,8 @@ async fn check(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("{} differences", differences.len());
+        let count = differences.len();
+        println!("{count} difference{}", if count == 1 { "" } else { "s" });
         Ok(ExitCode::from(1))
     }
 }

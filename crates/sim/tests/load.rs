@@ -455,3 +455,34 @@ async fn the_report_counts_what_happened() {
         assert!(summary.contains(line), "{summary}");
     }
 }
+
+/// A bigger run for measuring, not for CI: `cargo test -p kaarma-sim --test load -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, takes tens of seconds"]
+async fn measure_a_large_faulty_run() {
+    let relay = FakeRelay::start("partner-username", TOKEN, API_TOKEN).await;
+    let appointments: usize = std::env::var("SIM_MEASURE_APPOINTMENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let mut options = options(&relay.webhook_url, appointments, 99);
+    options.token = Some(TOKEN.into());
+    options.rate = 500.0;
+    options.faults = "duplicates=0.2,reorder=0.3,reorder-window=200ms,fail-first=1,drop-ack=0.1,corrupt=0.05,legacy=0.3"
+        .parse()
+        .unwrap();
+    let planning = std::time::Instant::now();
+    let plan = LoadPlan::generate(&options).unwrap();
+    println!(
+        "planned {} events in {:?}",
+        plan.events.len(),
+        planning.elapsed()
+    );
+    let report = kaarma_sim::load::execute(plan, &options, ()).await.unwrap();
+    println!("{report}");
+    let differences = verify(&relay.base_url, API_TOKEN, &report.truth)
+        .await
+        .unwrap();
+    println!("differences: {}", differences.len());
+    assert_eq!(differences, []);
+}

@@ -6,6 +6,8 @@ pub mod catalog;
 pub mod slots;
 pub mod vin;
 
+use std::collections::HashMap;
+
 use rand::Rng;
 use serde::Serialize;
 
@@ -40,6 +42,10 @@ pub struct World {
     pub dealers: Vec<Dealer>,
     /// Every customer, each belonging to one dealer.
     pub customers: Vec<Customer>,
+    /// Position of each customer in `customers`, so a load of many thousand customers is
+    /// not searched linearly; a stale entry (someone edited `customers`) falls back to a scan.
+    #[serde(skip)]
+    customer_index: HashMap<String, usize>,
 }
 
 /// A dealership: a rooftop with one or more departments.
@@ -226,12 +232,13 @@ impl World {
         let mut world = Self {
             dealers: Vec::new(),
             customers: Vec::new(),
+            customer_index: HashMap::new(),
         };
         for index in 0..shape.dealers.max(1) {
             let dealer = generate_dealer(rng, index);
             for _ in 0..shape.customers_per_dealer {
                 let customer = generate_customer(rng, &dealer.uuid);
-                world.customers.push(customer);
+                world.push_customer(customer);
             }
             world.dealers.push(dealer);
         }
@@ -256,7 +263,27 @@ impl World {
 
     /// The customer with this id.
     pub fn customer(&self, uuid: &str) -> Option<&Customer> {
-        self.customers.iter().find(|customer| customer.uuid == uuid)
+        self.customer_position(uuid)
+            .map(|index| &self.customers[index])
+    }
+
+    fn customer_position(&self, uuid: &str) -> Option<usize> {
+        match self.customer_index.get(uuid) {
+            Some(&index) if self.customers.get(index).is_some_and(|c| c.uuid == uuid) => {
+                Some(index)
+            }
+            _ => self
+                .customers
+                .iter()
+                .position(|customer| customer.uuid == uuid),
+        }
+    }
+
+    fn push_customer(&mut self, customer: Customer) -> &Customer {
+        self.customer_index
+            .insert(customer.uuid.clone(), self.customers.len());
+        self.customers.push(customer);
+        self.customers.last().expect("just pushed")
     }
 
     /// Adds a customer of `dealer_uuid` and returns it.
@@ -286,8 +313,7 @@ impl World {
             locale: new.locale.unwrap_or_else(|| "en-us".to_owned()),
             vehicles: Vec::new(),
         };
-        self.customers.push(customer);
-        Ok(self.customers.last().expect("just pushed"))
+        Ok(self.push_customer(customer))
     }
 
     /// Adds a vehicle to a customer, reading year and make from the VIN when not given.
@@ -298,11 +324,10 @@ impl World {
         new: NewVehicle,
     ) -> Result<&Vehicle, WorldError> {
         let vin = Vin::parse(&new.vin)?;
-        let customer = self
-            .customers
-            .iter_mut()
-            .find(|customer| customer.uuid == customer_uuid)
+        let index = self
+            .customer_position(customer_uuid)
             .ok_or_else(|| WorldError::UnknownCustomer(customer_uuid.to_owned()))?;
+        let customer = &mut self.customers[index];
         if customer.vehicles.iter().any(|vehicle| vehicle.vin == vin) {
             return Err(WorldError::VehicleExists(vin.to_string()));
         }
@@ -333,8 +358,7 @@ impl World {
     /// dealership would through the Customer tab, and returns it.
     pub fn add_random_customer(&mut self, rng: &mut impl Rng, dealer_uuid: &str) -> &Customer {
         let customer = generate_customer(rng, dealer_uuid);
-        self.customers.push(customer);
-        self.customers.last().expect("just pushed")
+        self.push_customer(customer)
     }
 }
 
