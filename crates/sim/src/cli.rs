@@ -126,7 +126,7 @@ pub struct ServeArgs {
     /// Signature secret for --target; defaults to the username, as myKaarma does today.
     #[arg(long, env = "KAARMA_SIM_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
-    /// x-authorization-token for --target (myKaarma's form: myKaarma_<uuid>).
+    /// x-authorization-token for --target (myKaarma's form: myKaarma_ and a UUID).
     #[arg(long, env = "KAARMA_SIM_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Dealers in the world.
@@ -164,7 +164,7 @@ pub struct RunArgs {
     /// Signature secret (HMAC-SHA256 key of mykaarma-signature-token).
     #[arg(long, env = "KAARMA_SIM_SECRET", hide_env_values = true)]
     pub secret: String,
-    /// x-authorization-token to send (myKaarma's form: myKaarma_<uuid>); none if absent.
+    /// x-authorization-token to send (myKaarma's form: myKaarma_ and a UUID); none if absent.
     #[arg(long, env = "KAARMA_SIM_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Appointments to create.

@@ -16,7 +16,7 @@
 //! - [`simulation`] and [`api`]: the live emulator behind `sim serve`, with an HTTP API
 //!   shaped like myKaarma's; [`server`] starts it on any port.
 //! - [`load`]: the lifecycle generator behind `sim run`, deterministic for a seed; it yields a
-//!   [`truth::Truth`] that [`verify`] compares with a receiver's projection.
+//!   [`truth::Truth`] that [`verify`](mod@verify) compares with a receiver's projection.
 //! - [`cli`]: the `sim serve|run|verify` commands.
 //!
 //! [`clock`], [`ids`] and [`duration`] are the small shared vocabulary: virtual time,
