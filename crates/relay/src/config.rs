@@ -14,6 +14,7 @@ use ipnet::IpNet;
 use mykaarma::SignatureScope;
 use serde::{Deserialize, Serialize};
 
+use crate::delivery::RouteConfig;
 use crate::pipeline::{PairingRules, ProjectionRules};
 
 /// The prefix of environment variables that override configuration keys.
@@ -99,6 +100,8 @@ pub struct Config {
     pub mykaarma: MykaarmaConfig,
     /// How events become appointment state.
     pub processing: ProcessingConfig,
+    /// Where changes go (`[[routes]]`).
+    pub routes: Vec<RouteConfig>,
     /// Seconds a request may take before the relay gives up on it (slow clients).
     pub request_timeout_secs: u64,
     /// Seconds `serve` waits for in-flight work on shutdown.
@@ -140,6 +143,7 @@ impl Default for Config {
             admin_token_file: None,
             mykaarma: MykaarmaConfig::default(),
             processing: ProcessingConfig::default(),
+            routes: Vec::new(),
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
         }

@@ -2,16 +2,20 @@
 //!
 //! - [`ingest`] receives deliveries, verifies them and stores them before answering 2xx;
 //! - [`store`] keeps everything, on SQLite (embedded default) or PostgreSQL;
-//! - [`pipeline`] turns stored events into appointment state, history and changes;
+//! - [`pipeline`] turns stored events into appointment state, history and changes, and
+//!   matches each change against the routes;
+//! - [`delivery`] sends each route its changes through its [`sinks`], in order, with retries;
 //! - [`api`] shows what was received and lets an operator act on it;
 //! - [`startup`] wires it all into one service; [`config`] and [`telemetry`] support it.
 
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod ingest;
 pub mod pipeline;
 pub mod probes;
+pub mod sinks;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -18,6 +18,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::api::{self, AdminAuth, ApiState};
 use crate::config::{Config, ConfigError};
+use crate::delivery::{Dispatcher, Routes};
 use crate::ingest::{self, Gate, GroupCommit, Ingest};
 use crate::pipeline::Processor;
 use crate::probes;
@@ -31,6 +32,7 @@ pub struct Application {
     store: Arc<dyn Store>,
     writer: JoinHandle<()>,
     processor: Processor,
+    dispatcher: Dispatcher,
 }
 
 impl Application {
@@ -47,14 +49,17 @@ impl Application {
     /// Builds on an already opened store (tests use this to inject store faults).
     pub async fn with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
         let gate = Gate::new(&config.mykaarma).ok_or(ConfigError::MissingSignatureSecret)?;
+        let routes = Arc::new(Routes::build(&config.routes)?);
         let wake = Arc::new(Notify::new());
         let (writer, writer_task) = GroupCommit::start(store.clone(), wake.clone());
         let processor = Processor::new(
             store.clone(),
             config.processing.rules(),
+            routes.clone(),
             wake.clone(),
             config.processing.batch_size,
         );
+        let dispatcher = Dispatcher::new(store.clone(), routes.clone(), replica_name());
         let ingest = Arc::new(Ingest {
             gate,
             writer,
@@ -70,6 +75,7 @@ impl Application {
                 ApiState {
                     store: store.clone(),
                     processor_wake: wake,
+                    routes,
                 },
                 auth,
             ))
@@ -86,6 +92,7 @@ impl Application {
             store,
             writer: writer_task,
             processor,
+            dispatcher,
         })
     }
 
@@ -105,6 +112,7 @@ impl Application {
         tracing::info!(address = %self.local_addr(), "kaarma-relay listening");
         let workers = CancellationToken::new();
         let processor = tokio::spawn(self.processor.run(workers.clone()));
+        let dispatcher = tokio::spawn(self.dispatcher.run(workers.clone()));
         axum::serve(
             self.listener,
             self.router
@@ -117,10 +125,20 @@ impl Application {
         self.writer.await?;
         workers.cancel();
         processor.await?;
+        dispatcher.await?;
         self.store.close().await;
         tracing::info!("kaarma-relay stopped");
         Ok(())
     }
+}
+
+/// This process's name in delivery leases: host-free and unique per start.
+fn replica_name() -> String {
+    format!(
+        "relay-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

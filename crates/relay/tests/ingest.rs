@@ -406,6 +406,60 @@ impl Store for FailingStore {
     async fn list_changes(&self, filter: &ChangeFilter) -> Result<Vec<ChangeRecord>, StoreError> {
         self.inner.list_changes(filter).await
     }
+    async fn change_for_event(
+        &self,
+        t: &str,
+        id: &str,
+    ) -> Result<Option<ChangeRecord>, StoreError> {
+        self.inner.change_for_event(t, id).await
+    }
+    async fn get_change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
+        self.inner.get_change(id).await
+    }
+    async fn claim_deliveries(
+        &self,
+        route: &str,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.inner
+            .claim_deliveries(route, owner, now, lease_until, limit)
+            .await
+    }
+    async fn finish_attempt(
+        &self,
+        id: i64,
+        owner: &str,
+        result: &AttemptResult,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.finish_attempt(id, owner, result, now).await
+    }
+    async fn next_delivery_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
+        self.inner.next_delivery_due(route).await
+    }
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.inner.list_deliveries(filter).await
+    }
+    async fn retry_delivery(&self, id: i64, now: i64) -> Result<Option<DeliveryState>, StoreError> {
+        self.inner.retry_delivery(id, now).await
+    }
+    async fn requeue_changes(
+        &self,
+        route: &str,
+        changes: &[ChangeRecord],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        self.inner.requeue_changes(route, changes, now).await
+    }
+    async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {
+        self.inner.delivery_counts().await
+    }
     async fn close(&self) {
         self.inner.close().await
     }

@@ -127,6 +127,7 @@ pub async fn changes(
             after_seq: parse_cursor(query.since.as_deref())?,
             kind,
             limit,
+            ..ChangeFilter::default()
         })
         .await?;
     let next_cursor = changes.last().map(|change| change.seq.to_string());

@@ -3,6 +3,7 @@
 
 mod appointments;
 mod auth;
+mod deliveries;
 mod error;
 mod events;
 
@@ -16,6 +17,7 @@ use tokio::sync::Notify;
 pub use auth::AdminAuth;
 pub use error::ApiError;
 
+use crate::delivery::Routes;
 use crate::store::Store;
 
 /// What the API handlers share.
@@ -25,6 +27,8 @@ pub struct ApiState {
     pub store: Arc<dyn Store>,
     /// Wakes the processor when an event is requeued.
     pub processor_wake: Arc<Notify>,
+    /// The configured routes.
+    pub routes: Arc<Routes>,
 }
 
 /// Most items one page returns.
@@ -47,6 +51,14 @@ pub fn router(state: ApiState, auth: AdminAuth) -> Router {
             get(appointments::history),
         )
         .route("/api/v1/changes", get(appointments::changes))
+        .route("/api/v1/routes", get(deliveries::list_routes))
+        .route("/api/v1/routes/test", post(deliveries::test_routes))
+        .route("/api/v1/routes/{name}/replay", post(deliveries::replay))
+        .route("/api/v1/deliveries", get(deliveries::list_deliveries))
+        .route(
+            "/api/v1/deliveries/{id}/retry",
+            post(deliveries::retry_delivery),
+        )
         .with_state(state)
         .layer(middleware::from_fn_with_state(
             Arc::new(auth),

@@ -31,15 +31,26 @@ fn source(dealer: Option<&str>, department: Option<&str>) -> String {
 }
 
 /// Where a change came from, as carried in `data.origin`.
-fn origin(record: &EventRecord, event: Option<&str>, new_status: Option<&str>) -> Value {
-    json!({
-        "event_type": record.event_type,
-        "event_id": record.event_id,
-        "event": event,
-        "new_status": new_status,
-        "timestamp": record.occurred_at,
-        "received_at": clock::rfc3339(record.received_at),
-    })
+struct Provenance<'a> {
+    event: Option<&'a str>,
+    new_status: Option<&'a str>,
+    dealer: Option<&'a str>,
+    department: Option<&'a str>,
+}
+
+impl Provenance<'_> {
+    fn to_json(&self, record: &EventRecord) -> Value {
+        json!({
+            "event_type": record.event_type,
+            "event_id": record.event_id,
+            "event": self.event,
+            "new_status": self.new_status,
+            "dealer_uuid": self.dealer,
+            "department_uuid": self.department,
+            "timestamp": record.occurred_at,
+            "received_at": clock::rfc3339(record.received_at),
+        })
+    }
 }
 
 /// The change of an appointment event. `state` is the appointment as it now stands (for a
@@ -77,7 +88,13 @@ pub fn appointment_change(
                 "fields": history.fields,
                 "pair_of": classification.pair_of,
             },
-            "origin": origin(record, history.event.as_deref(), history.new_status.as_deref()),
+            "origin": Provenance {
+                event: history.event.as_deref(),
+                new_status: history.new_status.as_deref(),
+                dealer: state.dealer_uuid.as_deref(),
+                department: state.department_uuid.as_deref(),
+            }
+            .to_json(record),
         }
     });
     ChangeRecord {
@@ -114,7 +131,13 @@ pub fn received_change(record: &EventRecord, payload: Value) -> ChangeRecord {
         "data": {
             "payload": payload,
             "change": {"kind": ChangeKind::Received, "kinds": [ChangeKind::Received], "fields": [], "pair_of": null},
-            "origin": origin(record, None, None),
+            "origin": Provenance {
+                event: None,
+                new_status: None,
+                dealer: record.dealer_uuid.as_deref(),
+                department: record.department_uuid.as_deref(),
+            }
+            .to_json(record),
         }
     });
     ChangeRecord {

@@ -11,7 +11,9 @@
 mod change;
 mod classify;
 mod diff;
+mod filter;
 mod projection;
+mod route;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -26,9 +28,12 @@ use tokio_util::sync::CancellationToken;
 pub use change::change_id;
 pub use classify::{Before, ChangeKind, Classification, Origin, PairingRules};
 pub use diff::{FieldChange, diff};
+pub use filter::{Filter, FilterError};
 pub use projection::ProjectionRules;
+pub use route::{Facts, Matcher, When};
 
 use crate::clock;
+use crate::delivery::Routes;
 use crate::store::{
     AppointmentOutcome, AppointmentRecord, EventRecord, ProcessedEvent, ProcessingOutcome, Store,
     StoreError,
@@ -38,21 +43,25 @@ use crate::store::{
 pub struct Processor {
     store: Arc<dyn Store>,
     rules: ProjectionRules,
+    routes: Arc<Routes>,
     wake: Arc<Notify>,
     batch_size: u32,
 }
 
 impl Processor {
-    /// A processor on `store`; `wake` is notified when new events are stored.
+    /// A processor on `store` that enqueues each change for the `routes` it matches; `wake`
+    /// is notified when new events are stored.
     pub fn new(
         store: Arc<dyn Store>,
         rules: ProjectionRules,
+        routes: Arc<Routes>,
         wake: Arc<Notify>,
         batch_size: u32,
     ) -> Self {
         Self {
             store,
             rules,
+            routes,
             wake,
             batch_size: batch_size.max(1),
         }
@@ -89,9 +98,22 @@ impl Processor {
         let mut states = HashMap::new();
         let mut processed = Vec::with_capacity(events.len());
         for record in &events {
-            processed.push(self.process(record, &mut states, now).await?);
+            let outcome = self.process(record, &mut states, now).await?;
+            let routes = match &outcome {
+                ProcessingOutcome::Failed(_) => Vec::new(),
+                ProcessingOutcome::Appointment(outcome) => {
+                    self.routes.matching(&outcome.change.cloudevent)
+                }
+                ProcessingOutcome::Received(change) => self.routes.matching(&change.cloudevent),
+            };
+            processed.push(ProcessedEvent {
+                seq: record.seq,
+                outcome,
+                routes,
+            });
         }
         self.store.commit_processing(&processed).await?;
+        self.routes.wake_all();
         for (record, event) in events.iter().zip(&processed) {
             let outcome = match &event.outcome {
                 ProcessingOutcome::Failed(_) => "failed",
@@ -119,21 +141,17 @@ impl Processor {
         record: &EventRecord,
         states: &mut HashMap<String, Option<AppointmentRecord>>,
         now: i64,
-    ) -> Result<ProcessedEvent, StoreError> {
-        let failed = |error: String| ProcessedEvent {
-            seq: record.seq,
-            outcome: ProcessingOutcome::Failed(error),
-        };
+    ) -> Result<ProcessingOutcome, StoreError> {
+        let failed = ProcessingOutcome::Failed;
         let parsed = match parse(record) {
             Ok(parsed) => parsed,
             Err(error) => return Ok(failed(error)),
         };
         let (envelope, payload) = parsed;
         if envelope.event_type != EventType::Appointments {
-            return Ok(ProcessedEvent {
-                seq: record.seq,
-                outcome: ProcessingOutcome::Received(change::received_change(record, payload)),
-            });
+            return Ok(ProcessingOutcome::Received(change::received_change(
+                record, payload,
+            )));
         }
         let event = match AppointmentEvent::from_value(&payload) {
             Ok(event) => event,
@@ -174,15 +192,14 @@ impl Processor {
         if let Some(state) = &applied.state {
             states.insert(uuid, Some(state.clone()));
         }
-        Ok(ProcessedEvent {
-            seq: record.seq,
-            outcome: ProcessingOutcome::Appointment(Box::new(AppointmentOutcome {
+        Ok(ProcessingOutcome::Appointment(Box::new(
+            AppointmentOutcome {
                 state: applied.state,
                 replaces: current.map(|current| current.version.seq),
                 history: applied.history,
                 change,
-            })),
-        })
+            },
+        )))
     }
 }
 

@@ -89,6 +89,62 @@ pub trait Store: Send + Sync + 'static {
     /// Changes in stream order.
     async fn list_changes(&self, filter: &ChangeFilter) -> Result<Vec<ChangeRecord>, StoreError>;
 
+    /// The change a source event produced.
+    async fn change_for_event(
+        &self,
+        event_type: &str,
+        event_id: &str,
+    ) -> Result<Option<ChangeRecord>, StoreError>;
+
+    /// One change by id.
+    async fn get_change(&self, change_id: &str) -> Result<Option<ChangeRecord>, StoreError>;
+
+    /// Leases up to `limit` due deliveries of `route` to `owner` until `lease_until`: the
+    /// oldest undelivered change of each subject only, so a subject's changes go out in order.
+    async fn claim_deliveries(
+        &self,
+        route: &str,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records how an attempt ended and releases the lease. `false` when `owner` no longer
+    /// held it (another worker took it over after the lease ran out).
+    async fn finish_attempt(
+        &self,
+        id: i64,
+        owner: &str,
+        result: &AttemptResult,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// The earliest `next_attempt_at` among the route's undelivered deliveries.
+    async fn next_delivery_due(&self, route: &str) -> Result<Option<i64>, StoreError>;
+
+    /// Deliveries by id, after the cursor.
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// Makes a failed or dead delivery due now with a fresh budget; `None` if there is no such
+    /// delivery, else its state before.
+    async fn retry_delivery(&self, id: i64, now: i64) -> Result<Option<DeliveryState>, StoreError>;
+
+    /// Enqueues `changes` for `route` again (new deliveries, or existing ones reset to
+    /// pending); returns how many.
+    async fn requeue_changes(
+        &self,
+        route: &str,
+        changes: &[ChangeRecord],
+        now: i64,
+    ) -> Result<u64, StoreError>;
+
+    /// Delivery counts per route and state.
+    async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError>;
+
     /// Proves the store takes writes right now (for `/readyz`).
     async fn check_writable(&self) -> Result<(), StoreError>;
 

@@ -235,6 +235,8 @@ pub struct ProcessedEvent {
     pub seq: i64,
     /// The result.
     pub outcome: ProcessingOutcome,
+    /// The routes its change goes to (a delivery each, in the same transaction).
+    pub routes: Vec<String>,
 }
 
 /// The result of processing one event.
@@ -285,6 +287,10 @@ pub struct AppointmentFilter {
 pub struct ChangeFilter {
     /// Only changes after this position.
     pub after_seq: Option<i64>,
+    /// Only changes whose time is at or after this, epoch ms.
+    pub time_from: Option<i64>,
+    /// Only changes whose time is at or before this, epoch ms.
+    pub time_to: Option<i64>,
     /// Only this primary kind.
     pub kind: Option<crate::pipeline::ChangeKind>,
     /// At most this many.
@@ -300,4 +306,134 @@ pub enum Requeue {
     NotFound,
     /// The event is not failed (it is in this state).
     NotFailed(EventState),
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Not attempted yet.
+    Pending,
+    /// Attempted and failed; retried at `next_attempt_at`.
+    Failed,
+    /// The destination has it.
+    Delivered,
+    /// The retry budget is spent (or the failure was permanent); retry or replay by hand.
+    Dead,
+}
+
+impl DeliveryState {
+    /// Every state.
+    pub const ALL: [DeliveryState; 4] = [Self::Pending, Self::Failed, Self::Delivered, Self::Dead];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Failed => "failed",
+            Self::Delivered => "delivered",
+            Self::Dead => "dead",
+        }
+    }
+
+    /// Reads a stored name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == name)
+    }
+}
+
+/// One change on its way to one route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRecord {
+    /// The delivery's id.
+    pub id: i64,
+    /// The route.
+    pub route: String,
+    /// The change's position in the stream (deliveries of a subject go out in this order).
+    pub change_seq: i64,
+    /// The change id (the `webhook-id` / `Nats-Msg-Id`).
+    pub change_id: String,
+    /// The appointment (or other entity) it is about.
+    pub subject: Option<String>,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: i64,
+    /// When it is next due, epoch ms.
+    pub next_attempt_at: i64,
+    /// The last failure.
+    pub last_error: Option<String>,
+    /// The last HTTP status.
+    pub last_status: Option<i64>,
+    /// Start of the retry budget, epoch ms.
+    pub enqueued_at: i64,
+    /// Last change of this row, epoch ms.
+    pub updated_at: i64,
+    /// When it was delivered, epoch ms.
+    pub delivered_at: Option<i64>,
+}
+
+/// A delivery claimed by a worker, with its change.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// The delivery.
+    pub delivery: DeliveryRecord,
+    /// What to deliver.
+    pub change: ChangeRecord,
+    /// The lease it is held under (to record the attempt with).
+    pub lease_owner: String,
+}
+
+/// How an attempt ended, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptResult {
+    /// Delivered.
+    Delivered {
+        /// The HTTP status, for HTTP sinks.
+        status: Option<u16>,
+    },
+    /// Failed; try again at `next_attempt_at`.
+    Retry {
+        /// What happened.
+        error: String,
+        /// The HTTP status, if any.
+        status: Option<u16>,
+        /// When to try again, epoch ms.
+        next_attempt_at: i64,
+    },
+    /// Failed for good.
+    Dead {
+        /// What happened.
+        error: String,
+        /// The HTTP status, if any.
+        status: Option<u16>,
+    },
+}
+
+/// Which deliveries to list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    /// Only this route.
+    pub route: Option<String>,
+    /// Only this state.
+    pub state: Option<DeliveryState>,
+    /// Only this appointment (subject).
+    pub subject: Option<String>,
+    /// Only ids after this one (the cursor).
+    pub after_id: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// How many deliveries a route has in one state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryCount {
+    /// The route.
+    pub route: String,
+    /// The state.
+    pub state: DeliveryState,
+    /// How many.
+    pub count: i64,
+    /// The oldest `enqueued_at` among them, epoch ms.
+    pub oldest_enqueued_at: Option<i64>,
 }

@@ -16,13 +16,15 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
 use super::{
-    AppointmentFilter, AppointmentRecord, ChangeFilter, ChangeRecord, EventFilter, EventRecord,
-    HistoryRecord, Insertion, NewEvent, NewQuarantine, ProcessedEvent, QuarantineRecord, Requeue,
-    Store, StoreError,
+    AppointmentFilter, AppointmentRecord, AttemptResult, ChangeFilter, ChangeRecord,
+    ClaimedDelivery, DeliveryCount, DeliveryFilter, DeliveryRecord, DeliveryState, EventFilter,
+    EventRecord, HistoryRecord, Insertion, NewEvent, NewQuarantine, ProcessedEvent,
+    QuarantineRecord, Requeue, Store, StoreError,
 };
 use crate::clock;
 
 mod inbox;
+mod outbox;
 mod projection;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -222,6 +224,85 @@ impl Store for SqlStore {
     async fn list_changes(&self, filter: &ChangeFilter) -> Result<Vec<ChangeRecord>, StoreError> {
         self.ensure_open()?;
         projection::list_changes(&self.reader, filter).await
+    }
+
+    async fn change_for_event(
+        &self,
+        event_type: &str,
+        event_id: &str,
+    ) -> Result<Option<ChangeRecord>, StoreError> {
+        self.ensure_open()?;
+        projection::change_for_event(&self.reader, event_type, event_id).await
+    }
+
+    async fn get_change(&self, change_id: &str) -> Result<Option<ChangeRecord>, StoreError> {
+        self.ensure_open()?;
+        projection::get_change(&self.reader, change_id).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        route: &str,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        self.ensure_open()?;
+        outbox::claim(
+            &self.writer,
+            self.backend,
+            route,
+            owner,
+            now,
+            lease_until,
+            limit,
+        )
+        .await
+    }
+
+    async fn finish_attempt(
+        &self,
+        id: i64,
+        owner: &str,
+        result: &AttemptResult,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.ensure_open()?;
+        outbox::finish_attempt(&self.writer, id, owner, result, now).await
+    }
+
+    async fn next_delivery_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
+        self.ensure_open()?;
+        outbox::next_due(&self.reader, route).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.ensure_open()?;
+        outbox::list(&self.reader, filter).await
+    }
+
+    async fn retry_delivery(&self, id: i64, now: i64) -> Result<Option<DeliveryState>, StoreError> {
+        self.ensure_open()?;
+        outbox::retry(&self.writer, id, now).await
+    }
+
+    async fn requeue_changes(
+        &self,
+        route: &str,
+        changes: &[ChangeRecord],
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        self.ensure_open()?;
+        outbox::requeue(&self.writer, route, changes, now).await
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {
+        self.ensure_open()?;
+        outbox::counts(&self.reader).await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

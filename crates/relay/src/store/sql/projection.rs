@@ -5,13 +5,19 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::inbox;
+use super::{inbox, outbox};
 use crate::clock;
 use crate::pipeline::{ChangeKind, Classification, Origin};
 use crate::store::{
     AppointmentFilter, AppointmentRecord, ChangeFilter, ChangeRecord, HistoryRecord,
     ProcessedEvent, ProcessingOutcome, StoreError, Version,
 };
+
+macro_rules! change_columns {
+    () => {
+        "seq, id, event_seq, subject, kind, time, cloudevent"
+    };
+}
 
 pub(super) async fn commit_processing(
     pool: &AnyPool,
@@ -28,11 +34,11 @@ pub(super) async fn commit_processing(
                     write_state(&mut tx, state, outcome.replaces).await?;
                 }
                 insert_history(&mut tx, &outcome.history).await?;
-                insert_change(&mut tx, &outcome.change).await?;
+                insert_change(&mut tx, &outcome.change, &event.routes).await?;
                 inbox::finish_event(&mut tx, event.seq, None).await?;
             }
             ProcessingOutcome::Received(change) => {
-                insert_change(&mut tx, change).await?;
+                insert_change(&mut tx, change, &event.routes).await?;
                 inbox::finish_event(&mut tx, event.seq, None).await?;
             }
         }
@@ -119,10 +125,16 @@ async fn insert_history(tx: &mut AnyConnection, history: &HistoryRecord) -> Resu
     Ok(())
 }
 
-async fn insert_change(tx: &mut AnyConnection, change: &ChangeRecord) -> Result<(), StoreError> {
-    sqlx::query(
+/// Appends the change to the stream and enqueues its deliveries.
+async fn insert_change(
+    tx: &mut AnyConnection,
+    change: &ChangeRecord,
+    routes: &[String],
+) -> Result<(), StoreError> {
+    let now = clock::now_millis();
+    let row = sqlx::query(
         "INSERT INTO changes (id, event_seq, subject, kind, time, cloudevent, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
     )
     .bind(&change.id)
     .bind(change.event_seq)
@@ -130,9 +142,16 @@ async fn insert_change(tx: &mut AnyConnection, change: &ChangeRecord) -> Result<
     .bind(change.kind.as_str())
     .bind(change.time)
     .bind(change.cloudevent.to_string())
-    .bind(clock::now_millis())
-    .execute(&mut *tx)
+    .bind(now)
+    .fetch_one(&mut *tx)
     .await?;
+    let stored = ChangeRecord {
+        seq: row.try_get("seq")?,
+        ..change.clone()
+    };
+    for route in routes {
+        outbox::enqueue(tx, route, &stored, now).await?;
+    }
     Ok(())
 }
 
@@ -283,7 +302,54 @@ pub(super) async fn list_changes(
     rows.iter().map(change_from_row).collect()
 }
 
-pub(super) fn change_from_row(row: &AnyRow) -> Result<ChangeRecord, StoreError> {
+/// One change by its position in the stream.
+pub(super) async fn change_by_seq(
+    pool: &AnyPool,
+    seq: i64,
+) -> Result<Option<ChangeRecord>, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        change_columns!(),
+        " FROM changes WHERE seq = $1"
+    ))
+    .bind(seq)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(change_from_row).transpose()
+}
+
+pub(super) async fn get_change(
+    pool: &AnyPool,
+    change_id: &str,
+) -> Result<Option<ChangeRecord>, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        change_columns!(),
+        " FROM changes WHERE id = $1"
+    ))
+    .bind(change_id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(change_from_row).transpose()
+}
+
+pub(super) async fn change_for_event(
+    pool: &AnyPool,
+    event_type: &str,
+    event_id: &str,
+) -> Result<Option<ChangeRecord>, StoreError> {
+    let row = sqlx::query(
+        "SELECT c.seq, c.id, c.event_seq, c.subject, c.kind, c.time, c.cloudevent FROM changes c \
+         JOIN events e ON e.seq = c.event_seq WHERE e.event_type = $1 AND e.event_id = $2",
+    )
+    .bind(event_type)
+    .bind(event_id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(change_from_row).transpose()
+}
+
+fn change_from_row(row: &AnyRow) -> Result<ChangeRecord, StoreError> {
     Ok(ChangeRecord {
         seq: row.try_get("seq")?,
         id: row.try_get("id")?,
