@@ -33,6 +33,18 @@ enum Command {
     /// Read stored events from a running relay.
     #[command(subcommand)]
     Events(commands::admin::EventsCommand),
+    /// Read appointment state and history from a running relay.
+    #[command(subcommand)]
+    Appointments(commands::admin::AppointmentsCommand),
+    /// List, retry and replay deliveries of a running relay.
+    #[command(subcommand)]
+    Deliveries(commands::admin::DeliveriesCommand),
+    /// The myKaarma emulator: serve its API, drive a load, verify a receiver.
+    #[command(subcommand)]
+    Sim(kaarma_sim::cli::SimCommand),
+    /// Everything at once: a relay on a temporary SQLite file, the emulator driving it with
+    /// faults on, a file route, and the verify result (exit 0 when it passes).
+    Demo(commands::demo::DemoArgs),
 }
 
 #[tokio::main]
@@ -48,6 +60,10 @@ async fn main() -> ExitCode {
         Command::Verify(args) => commands::signing::verify(args),
         Command::Send(args) => commands::signing::send(args).await,
         Command::Events(command) => commands::admin::events(command).await,
+        Command::Appointments(command) => commands::admin::appointments(command).await,
+        Command::Deliveries(command) => commands::admin::deliveries(command).await,
+        Command::Sim(command) => command.execute().await,
+        Command::Demo(args) => commands::demo::demo(args).await,
     };
     match result {
         Ok(code) => code,

@@ -20,6 +20,9 @@ use crate::pipeline::{PairingRules, ProjectionRules};
 /// The prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "KAARMA_RELAY_";
 
+/// `KAARMA_RELAY_…` variables that belong to the command line, not to the configuration.
+const COMMAND_LINE_VARIABLES: [&str; 4] = ["config", "log_format", "url", "sign_secret"];
+
 /// The development signature secret `serve --dev` uses; never for production.
 pub const DEV_SIGNATURE_SECRET: &str = "kaarma-relay-dev-secret";
 
@@ -268,7 +271,11 @@ impl Config {
             figment = figment.merge(Toml::string(&text));
         }
         let config: Config = figment
-            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(
+                Env::prefixed(ENV_PREFIX)
+                    .split("__")
+                    .ignore(&COMMAND_LINE_VARIABLES),
+            )
             .merge(Serialized::defaults(overrides))
             .extract()
             .map_err(|error| ConfigError::Invalid(error.to_string()))?;
