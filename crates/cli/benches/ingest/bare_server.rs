@@ -34,7 +34,11 @@ pub async fn serve(listener: TcpListener) {
 
 async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     // Read to the end, as the relay does, and hold the bytes until the answer is built.
-    let body = request.into_body().collect().await.map(|body| body.to_bytes());
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|body| body.to_bytes());
     let status = match body {
         Ok(bytes) if !bytes.is_empty() => StatusCode::OK,
         _ => StatusCode::BAD_REQUEST,

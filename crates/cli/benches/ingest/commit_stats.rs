@@ -12,6 +12,8 @@ pub struct CommitStats {
     batched_events: f64,
     acks: f64,
     ack_seconds: f64,
+    processed: f64,
+    accepted: f64,
 }
 
 impl CommitStats {
@@ -31,6 +33,14 @@ impl CommitStats {
             batched_events: value("kaarma_relay_ingest_batch_size_sum"),
             acks: value("kaarma_relay_ack_seconds_count"),
             ack_seconds: value("kaarma_relay_ack_seconds_sum"),
+            accepted: value("kaarma_relay_webhooks_accepted_total"),
+            // One counter per outcome label: add them up.
+            processed: text
+                .lines()
+                .filter(|line| line.starts_with("kaarma_relay_events_processed_total"))
+                .filter_map(|line| line.rsplit_once(' '))
+                .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+                .sum(),
         }
     }
 
@@ -51,6 +61,8 @@ impl CommitStats {
                 self.ack_seconds - earlier.ack_seconds,
                 acks,
             )),
+            processed_per_second: (self.processed - earlier.processed) / elapsed.as_secs_f64(),
+            accepted: (self.accepted - earlier.accepted) as u64,
         }
     }
 }
@@ -68,4 +80,8 @@ pub struct CommitSummary {
     pub writer_busy: f64,
     /// Time the ingest handler took per request, as the relay measures it.
     pub mean_handler: Duration,
+    /// Events the processor (which shares the single SQLite writer) got through per second.
+    pub processed_per_second: f64,
+    /// Events stored (accepted) during the run, warm-up included.
+    pub accepted: u64,
 }

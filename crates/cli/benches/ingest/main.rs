@@ -7,8 +7,13 @@
 //! ```text
 //! cargo bench -p kaarma-relay-cli --bench ingest                 # 2 s warm-up + 8 s per run
 //! cargo bench -p kaarma-relay-cli --bench ingest -- --quick      # 0.5 s + 1.5 s per run
-//! cargo bench -p kaarma-relay-cli --bench ingest -- --connections 64 --seconds 20 --body-bytes 2700
+//! cargo bench -p kaarma-relay-cli --bench ingest -- --connections 64 --seconds 20 --servers relay
 //! ```
+//!
+//! Options: `--quick`, `--connections 1,16,64,256`, `--servers bare,relay` (or `none`: only
+//! the store on its own), `--warm-up S`,
+//! `--seconds S` (measured), `--body-bytes N` (default 5120; 0 keeps the fixture's size),
+//! `--dir PATH` (where the relay's database goes; default Cargo's target tmp dir, on disk).
 //!
 //! `cargo test` does not build it (`test = false`); run without `--bench` (as
 //! `cargo test --benches` would) it says so and exits.
@@ -19,6 +24,7 @@ mod deliveries;
 mod load;
 mod machine;
 mod server_under_test;
+mod store_alone;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +39,7 @@ use server_under_test::{PATH, ServerKind, ServerUnderTest};
 /// What to run, from the command line.
 struct Options {
     connections: Vec<usize>,
+    servers: Vec<ServerKind>,
     window: Window,
     body_bytes: usize,
     dir: PathBuf,
@@ -44,6 +51,7 @@ impl Options {
         let mut bench = false;
         let mut quick = false;
         let mut connections = vec![1, 16, 64, 256];
+        let mut servers = vec![ServerKind::Bare, ServerKind::Relay];
         let mut warm_up = None;
         let mut measure = None;
         let mut body_bytes = 5 * 1024;
@@ -63,6 +71,17 @@ impl Options {
                         .map(|n| n.trim().parse())
                         .collect::<Result<_, _>>()?;
                 }
+                "--servers" => {
+                    servers = value()?
+                        .split(',')
+                        .filter(|name| !matches!(name.trim(), "" | "none"))
+                        .map(|name| match name.trim() {
+                            "bare" => Ok(ServerKind::Bare),
+                            "relay" => Ok(ServerKind::Relay),
+                            other => Err(anyhow::anyhow!("no server {other:?}: bare or relay")),
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
                 "--warm-up" => warm_up = Some(Duration::from_secs_f64(value()?.parse()?)),
                 "--seconds" => measure = Some(Duration::from_secs_f64(value()?.parse()?)),
                 "--body-bytes" => body_bytes = value()?.parse()?,
@@ -80,6 +99,7 @@ impl Options {
         };
         Ok(Some(Self {
             connections,
+            servers,
             window: Window {
                 warm_up: warm_up.unwrap_or(default_warm_up),
                 measure: measure.unwrap_or(default_measure),
@@ -96,6 +116,8 @@ struct Run {
     kind: ServerKind,
     measurement: Measurement,
     commits: Option<CommitSummary>,
+    /// Size of the relay's database files after the run.
+    database_bytes: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -140,7 +162,7 @@ fn main() -> anyhow::Result<()> {
     let mut runs = Vec::new();
     let mut run_number = 0_u32;
     for &connections in &options.connections {
-        for kind in [ServerKind::Bare, ServerKind::Relay] {
+        for &kind in &options.servers {
             run_number += 1;
             let dir = tempfile::tempdir_in(&options.dir)?;
             let server = ServerUnderTest::start(kind, dir.path(), cpus)?;
@@ -157,6 +179,7 @@ fn main() -> anyhow::Result<()> {
             let commits = (kind == ServerKind::Relay)
                 .then(|| CommitStats::now().since(&before, started.elapsed()));
             server.stop()?;
+            let database_bytes = directory_bytes(dir.path());
             eprintln!(
                 "  {:>4} connections, {:<10}: {:>8.0} req/s",
                 connections,
@@ -168,12 +191,60 @@ fn main() -> anyhow::Result<()> {
                 kind,
                 measurement,
                 commits,
+                database_bytes,
             });
         }
     }
+    let mut store_runs = Vec::new();
+    for batch in STORE_BATCHES {
+        run_number += 1;
+        let dir = tempfile::tempdir_in(&options.dir)?;
+        store_runs.push(client.block_on(store_alone::run(
+            dir.path(),
+            deliveries.clone(),
+            batch,
+            options.window.measure / 2,
+            run_number,
+        ))?);
+    }
     println!();
     print_report(&runs);
+    print_store_report(&store_runs);
     Ok(())
+}
+
+/// Batch sizes the store is timed with on its own: one event, and about what the relay's
+/// group commit gathers at 16, 64 and 256 connections.
+const STORE_BATCHES: [usize; 4] = [1, 8, 32, 128];
+
+fn print_store_report(runs: &[store_alone::StoreRun]) {
+    println!();
+    println!("store alone: SqlStore::insert_events back to back, no HTTP, no processor");
+    println!(
+        "{:>5}  {:>9}  {:>9}  {:>9}  {:>9}  {:>8}",
+        "batch", "commits", "ms/commit", "events/s", "ms/event", "KB/event"
+    );
+    for run in runs {
+        println!(
+            "{:>5}  {:>9}  {:>9.3}  {:>9.0}  {:>9.3}  {:>8.1}",
+            run.batch,
+            run.commits,
+            millis(run.per_commit()),
+            run.events_per_second(),
+            millis(run.per_commit()) / run.batch as f64,
+            run.database_bytes as f64 / 1024.0 / (run.commits * run.batch).max(1) as f64
+        );
+    }
+}
+
+/// The size of the files in `dir` (the database, its WAL and shared memory).
+fn directory_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.metadata().ok())
+        .map(|metadata| metadata.len())
+        .sum()
 }
 
 /// Mean time to build and sign one delivery, the client's own share of each request.
@@ -233,19 +304,28 @@ fn print_report(runs: &[Run]) {
     println!();
     println!("relay group commit (from its own histograms, warm-up included)");
     println!(
-        "{:>5}  {:>9}  {:>13}  {:>9}  {:>11}  {:>10}",
-        "conns", "commits/s", "events/commit", "ms/commit", "writer busy", "handler ms"
+        "{:>5}  {:>9}  {:>13}  {:>9}  {:>11}  {:>10}  {:>11}  {:>8}",
+        "conns",
+        "commits/s",
+        "events/commit",
+        "ms/commit",
+        "writer busy",
+        "handler ms",
+        "processed/s",
+        "KB/event"
     );
     for run in runs {
         if let Some(commits) = &run.commits {
             println!(
-                "{:>5}  {:>9.0}  {:>13.1}  {:>9.3}  {:>10.0}%  {:>10.3}",
+                "{:>5}  {:>9.0}  {:>13.1}  {:>9.3}  {:>10.0}%  {:>10.3}  {:>11.0}  {:>8.1}",
                 run.connections,
                 commits.commits_per_second,
                 commits.mean_batch,
                 millis(commits.mean_commit),
                 commits.writer_busy * 100.0,
-                millis(commits.mean_handler)
+                millis(commits.mean_handler),
+                commits.processed_per_second,
+                run.database_bytes as f64 / 1024.0 / commits.accepted.max(1) as f64
             );
         }
     }

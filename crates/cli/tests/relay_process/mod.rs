@@ -201,21 +201,35 @@ impl RelayProcess {
     /// Sends `signal` and waits for the process to exit; panics if it is still running after
     /// [`PATIENCE`]. Once it returns, [`RelayProcess::log`] holds the whole log.
     pub async fn stop(&mut self, signal: libc::c_int) -> ExitStatus {
+        match self.stop_within(signal, PATIENCE).await {
+            Some(status) => status,
+            None => panic!(
+                "the relay did not exit within {PATIENCE:?} of signal {signal}; log:\n{}",
+                self.log()
+            ),
+        }
+    }
+
+    /// Sends `signal` and waits up to `limit` for the process to exit: its exit status, or
+    /// `None` (and the process killed) if it was still running.
+    pub async fn stop_within(
+        &mut self,
+        signal: libc::c_int,
+        limit: Duration,
+    ) -> Option<ExitStatus> {
         self::signal(self.pid(), signal);
-        let deadline = Instant::now() + PATIENCE;
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("the child can be waited on") {
                 if let Some(reader) = self.reader.take() {
                     let _ = reader.join();
                 }
-                return status;
+                return Some(status);
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!(
-                    "the relay did not exit within {PATIENCE:?} of signal {signal}; log:\n{}",
-                    self.log()
-                );
+                let _ = self.child.wait();
+                return None;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
