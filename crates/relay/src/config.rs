@@ -14,8 +14,9 @@ use ipnet::IpNet;
 use mykaarma::SignatureScope;
 use serde::{Deserialize, Serialize};
 
-use crate::delivery::RouteConfig;
+use crate::delivery::{DeliveryConfig, RouteConfig};
 use crate::pipeline::{PairingRules, ProjectionRules};
+use crate::store::StoreOptions;
 
 /// The prefix of environment variables that override configuration keys.
 pub const ENV_PREFIX: &str = "KAARMA_RELAY_";
@@ -105,6 +106,10 @@ pub struct Config {
     pub processing: ProcessingConfig,
     /// Where changes go (`[[routes]]`).
     pub routes: Vec<RouteConfig>,
+    /// Database pool settings.
+    pub store: StoreOptions,
+    /// Delivery engine settings.
+    pub delivery: DeliveryConfig,
     /// Seconds a request may take before the relay gives up on it (slow clients).
     pub request_timeout_secs: u64,
     /// Seconds `serve` waits for in-flight work on shutdown.
@@ -147,6 +152,8 @@ impl Default for Config {
             mykaarma: MykaarmaConfig::default(),
             processing: ProcessingConfig::default(),
             routes: Vec::new(),
+            store: StoreOptions::default(),
+            delivery: DeliveryConfig::default(),
             request_timeout_secs: 30,
             shutdown_grace_secs: 30,
         }

@@ -39,7 +39,7 @@ impl Application {
     /// Validates `config`, opens (and migrates) the store, and binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         config.validate()?;
-        let store = SqlStore::connect(&config.database).await?;
+        let store = SqlStore::connect_with(&config.database, &config.store).await?;
         if config.migrate {
             store.migrate().await?;
         }
@@ -59,7 +59,12 @@ impl Application {
             wake.clone(),
             config.processing.batch_size,
         );
-        let dispatcher = Dispatcher::new(store.clone(), routes.clone(), replica_name());
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            routes.clone(),
+            replica_name(),
+            &config.delivery,
+        );
         let ingest = Arc::new(Ingest {
             gate,
             writer,

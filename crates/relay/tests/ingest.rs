@@ -460,6 +460,9 @@ impl Store for FailingStore {
     async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {
         self.inner.delivery_counts().await
     }
+    async fn lead_processing(&self) -> Result<bool, StoreError> {
+        self.inner.lead_processing().await
+    }
     async fn close(&self) {
         self.inner.close().await
     }

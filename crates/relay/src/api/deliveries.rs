@@ -113,8 +113,10 @@ pub struct Replay {
 /// Most changes one replay request may enqueue.
 const MAX_REPLAY: usize = 100_000;
 
-/// `POST /api/v1/routes/{name}/replay` → `{"requeued": n}`: enqueues again the changes in
-/// the range (or with the ids) that the route matches. Receivers deduplicate by change id.
+/// `POST /api/v1/routes/{name}/replay` → `{"requeued": n, "skipped": [{change_id, reasons}]}`:
+/// enqueues again the changes in the range (or with the ids) that the route matches. A listed
+/// change the route does not match is skipped with the reasons: it may be another dealer's,
+/// meant for another partner. Receivers deduplicate by change id.
 pub async fn replay(
     State(state): State<ApiState>,
     Path(name): Path<String>,
@@ -122,6 +124,7 @@ pub async fn replay(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let route = find_route(&state, &name)?;
     let mut changes = Vec::new();
+    let mut skipped = Vec::new();
     match (
         replay.change_ids,
         replay.from.is_some() || replay.to.is_some(),
@@ -133,7 +136,12 @@ pub async fn replay(
                     .get_change(&id)
                     .await?
                     .ok_or_else(|| ApiError::NotFound(format!("no change {id}")))?;
-                changes.push(change);
+                let reasons = route.matcher.mismatches(&change.cloudevent);
+                if reasons.is_empty() {
+                    changes.push(change);
+                } else {
+                    skipped.push(json!({"change_id": id, "reasons": reasons}));
+                }
             }
         }
         (None, true) => {
@@ -169,7 +177,10 @@ pub async fn replay(
         .requeue_changes(&name, &changes, clock::now_millis())
         .await?;
     route.wake.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(json!({"requeued": requeued}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"requeued": requeued, "skipped": skipped})),
+    ))
 }
 
 fn find_route<'a>(state: &'a ApiState, name: &str) -> Result<&'a std::sync::Arc<Route>, ApiError> {

@@ -8,6 +8,7 @@
 //! - **At least once**: a lease that runs out (a crashed worker) makes the delivery due again;
 //!   the change id lets receivers drop the repeat.
 
+mod pacing;
 mod retry;
 mod routes;
 
@@ -19,6 +20,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use pacing::Pacing;
 pub use retry::{NextStep, RetryPolicy};
 pub use routes::{Route, RouteConfig, RouteError, Routes};
 
@@ -26,23 +28,42 @@ use crate::clock;
 use crate::sinks::DeliveryError;
 use crate::store::{AttemptResult, ClaimedDelivery, DeliveryState, Store};
 
-/// How long a claimed delivery stays leased to its worker; longer than any attempt takes.
-const LEASE: Duration = Duration::from_secs(120);
+/// The `[delivery]` table.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Seconds a claimed delivery stays leased to its worker. Longer than any attempt takes;
+    /// when a replica dies mid-attempt, another takes the delivery over after this long.
+    pub lease_secs: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self { lease_secs: 60 }
+    }
+}
 
 /// Runs the workers of every route.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     routes: Arc<Routes>,
     owner: String,
+    lease: Duration,
 }
 
 impl Dispatcher {
     /// A dispatcher for `routes`; `owner` names this process in leases.
-    pub fn new(store: Arc<dyn Store>, routes: Arc<Routes>, owner: String) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        routes: Arc<Routes>,
+        owner: String,
+        config: &DeliveryConfig,
+    ) -> Self {
         Self {
             store,
             routes,
             owner,
+            lease: Duration::from_secs(config.lease_secs.max(1)),
         }
     }
 
@@ -55,11 +76,16 @@ impl Dispatcher {
                 route: route.clone(),
                 owner: format!("{}/{}", self.owner, route.config.name),
                 claims: AtomicU64::new(0),
+                lease: self.lease,
             };
             workers.spawn(worker.run(shutdown.clone()));
         }
         if self.routes.iter().next().is_some() {
-            workers.spawn(report_gauges(self.store.clone(), shutdown.clone()));
+            workers.spawn(report_gauges(
+                self.store.clone(),
+                self.routes.clone(),
+                shutdown.clone(),
+            ));
         }
         while workers.join_next().await.is_some() {}
     }
@@ -70,45 +96,62 @@ struct RouteWorker {
     route: Arc<Route>,
     owner: String,
     claims: AtomicU64,
+    lease: Duration,
 }
 
 impl RouteWorker {
+    /// Claims as many due deliveries as there are free permits (and the rate limit allows),
+    /// starts an attempt for each, then sleeps until an attempt finishes, new work may have
+    /// come (a wake), the next delivery is due (at most 1 s) or shutdown.
     async fn run(self, shutdown: CancellationToken) {
         let worker = Arc::new(self);
         let permits = Arc::new(Semaphore::new(worker.route.config.concurrency as usize));
-        let mut pacing = worker.route.config.rate_limit.map(|rate| {
-            let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            interval
-        });
+        let mut pacing = worker
+            .route
+            .config
+            .rate_limit
+            .map(|rate| Pacing::new(rate, Instant::now()));
         let mut in_flight = JoinSet::new();
         while !shutdown.is_cancelled() {
-            let free = permits.available_permits() as u32;
-            let claimed = if free == 0 {
-                Vec::new()
-            } else {
-                worker.claim(free).await
-            };
-            for delivery in claimed {
-                if let Some(pacing) = &mut pacing {
-                    pacing.tick().await;
+            let allowance = pacing
+                .as_ref()
+                .map_or(u32::MAX, |pacing| pacing.allowance(Instant::now()));
+            let free = (permits.available_permits() as u32).min(allowance);
+            if free > 0 {
+                for delivery in worker.claim(free).await {
+                    if let Some(pacing) = &mut pacing {
+                        pacing.started(Instant::now());
+                    }
+                    let permit = permits
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
+                    let worker = worker.clone();
+                    in_flight.spawn(async move {
+                        worker.attempt(delivery).await;
+                        drop(permit);
+                    });
                 }
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
-                let worker = worker.clone();
-                in_flight.spawn(async move {
-                    worker.attempt(delivery).await;
-                    drop(permit);
-                });
             }
-            let wait = worker.until_next_due().await;
+            // With every permit taken only a finished attempt frees one, so there is nothing
+            // to poll for; under a rate limit, nothing may start before the gap has passed.
+            let wait = if permits.available_permits() == 0 {
+                None
+            } else {
+                let paced = pacing
+                    .as_ref()
+                    .map_or(Duration::ZERO, |pacing| pacing.wait(Instant::now()));
+                Some(if paced.is_zero() {
+                    worker.until_next_due().await
+                } else {
+                    paced
+                })
+            };
             tokio::select! {
                 Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                () = worker.route.wake.notified() => {}
-                () = tokio::time::sleep(wait) => {}
+                () = worker.route.wake.notified(), if wait.is_some() => {}
+                () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
                 () = shutdown.cancelled() => {}
             }
         }
@@ -122,7 +165,7 @@ impl RouteWorker {
             self.owner,
             self.claims.fetch_add(1, Ordering::Relaxed)
         );
-        let lease_until = now + LEASE.as_millis() as i64;
+        let lease_until = now + self.lease.as_millis() as i64;
         match self
             .store
             .claim_deliveries(&self.route.config.name, &owner, now, lease_until, limit)
@@ -136,8 +179,9 @@ impl RouteWorker {
         }
     }
 
-    /// How long to sleep when there is nothing to do: until the next delivery is due,
-    /// between 10 ms and 1 s.
+    /// How long to sleep when there is nothing to claim: until the next delivery can be
+    /// claimed, between 10 ms and 1 s (the cap bounds how late a change the worker was not
+    /// woken for goes out).
     async fn until_next_due(&self) -> Duration {
         let due = self
             .store
@@ -224,21 +268,29 @@ impl RouteWorker {
     }
 }
 
-/// Publishes delivery counts and the age of the oldest undelivered delivery, per route.
-async fn report_gauges(store: Arc<dyn Store>, shutdown: CancellationToken) {
+/// Publishes delivery counts and the age of the oldest undelivered delivery, per route and
+/// state, every 5 s. Every state of every route is set, zeros included: a gauge that is not
+/// set keeps its last value, so a state that emptied would go on showing its old count.
+async fn report_gauges(store: Arc<dyn Store>, routes: Arc<Routes>, shutdown: CancellationToken) {
     loop {
         if let Ok(counts) = store.delivery_counts().await {
             let now = clock::now_millis();
-            for count in &counts {
-                metrics::gauge!("kaarma_relay_deliveries", "route" => count.route.clone(), "state" => count.state.as_str())
-                    .set(count.count as f64);
-                if matches!(count.state, DeliveryState::Pending | DeliveryState::Failed) {
-                    let age = count
-                        .oldest_enqueued_at
-                        .map_or(0, |oldest| now - oldest)
-                        .max(0);
-                    metrics::gauge!("kaarma_relay_delivery_oldest_pending_seconds", "route" => count.route.clone(), "state" => count.state.as_str())
-                        .set(age as f64 / 1000.0);
+            for route in routes.iter() {
+                let name = &route.config.name;
+                for state in DeliveryState::ALL {
+                    let count = counts
+                        .iter()
+                        .find(|count| &count.route == name && count.state == state);
+                    metrics::gauge!("kaarma_relay_deliveries", "route" => name.clone(), "state" => state.as_str())
+                        .set(count.map_or(0, |count| count.count) as f64);
+                    if matches!(state, DeliveryState::Pending | DeliveryState::Failed) {
+                        let age = count
+                            .and_then(|count| count.oldest_enqueued_at)
+                            .map_or(0, |oldest| now - oldest)
+                            .max(0);
+                        metrics::gauge!("kaarma_relay_delivery_oldest_pending_seconds", "route" => name.clone(), "state" => state.as_str())
+                            .set(age as f64 / 1000.0);
+                    }
                 }
             }
         }

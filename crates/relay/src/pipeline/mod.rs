@@ -70,12 +70,20 @@ impl Processor {
     /// Processes batches until `shutdown`; finishes the batch in hand first.
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
-            let idle = match self.process_batch().await {
-                Ok(0) => Duration::from_secs(1),
-                Ok(_) if shutdown.is_cancelled() => break,
-                Ok(_) => continue,
+            let idle = match self.store.lead_processing().await {
+                // Another replica processes; stand by and ask again.
+                Ok(false) => Duration::from_secs(1),
+                Ok(true) => match self.process_batch().await {
+                    Ok(0) => Duration::from_secs(1),
+                    Ok(_) if shutdown.is_cancelled() => break,
+                    Ok(_) => continue,
+                    Err(error) => {
+                        tracing::error!(%error, "processing batch failed; retrying");
+                        Duration::from_secs(1)
+                    }
+                },
                 Err(error) => {
-                    tracing::error!(%error, "processing batch failed; retrying");
+                    tracing::error!(%error, "cannot reach the store to lead processing; retrying");
                     Duration::from_secs(1)
                 }
             };

@@ -45,7 +45,8 @@ pub enum DeliveryError {
         /// How long the destination asked us to wait (`Retry-After`).
         retry_after: Option<Duration>,
     },
-    /// Trying again will not help (other 4xx): the delivery is dead at once.
+    /// Trying again will not help (4xx other than 408 and 429, redirects): the delivery is
+    /// dead at once.
     #[error("{reason}")]
     Permanent {
         /// What happened.

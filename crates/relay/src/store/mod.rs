@@ -10,6 +10,28 @@ use async_trait::async_trait;
 pub use records::*;
 pub use sql::{Backend, SqlStore};
 
+/// Pool settings (`[store]` in the configuration).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreOptions {
+    /// Most connections to PostgreSQL (SQLite uses one writer and four readers).
+    pub max_connections: u32,
+    /// Seconds to wait for a free connection before failing (the sender then gets 503).
+    pub acquire_timeout_secs: u64,
+    /// Seconds a PostgreSQL statement may run before it is cancelled.
+    pub statement_timeout_secs: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout_secs: 5,
+            statement_timeout_secs: 10,
+        }
+    }
+}
+
 /// A failure of the store. Every variant means "not committed": callers answer 503 and the
 /// sender retries.
 #[derive(Debug, thiserror::Error)]
@@ -120,7 +142,9 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<bool, StoreError>;
 
-    /// The earliest `next_attempt_at` among the route's undelivered deliveries.
+    /// When [`Store::claim_deliveries`] can next take something for `route`: the earliest
+    /// time one of its claimable deliveries (the oldest undelivered of its subject) is due and
+    /// unleased; `None` when there is nothing undelivered.
     async fn next_delivery_due(&self, route: &str) -> Result<Option<i64>, StoreError>;
 
     /// Deliveries by id, after the cursor.
@@ -144,6 +168,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Delivery counts per route and state.
     async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError>;
+
+    /// Asks to be the process that processes events. Events apply in one order, so on a
+    /// shared database one replica at a time leads; `false` while another does.
+    async fn lead_processing(&self) -> Result<bool, StoreError>;
 
     /// Proves the store takes writes right now (for `/readyz`).
     async fn check_writable(&self) -> Result<(), StoreError>;

@@ -47,11 +47,16 @@ impl Sink for JsonLinesSink {
         line.push('\n');
         let mut target = self.target.lock().await;
         let written = match &mut *target {
-            // One write of the whole line keeps lines whole; sync_data makes it durable.
-            Target::File(file) => match file.write_all(line.as_bytes()).await {
-                Ok(()) => file.sync_data().await,
-                Err(error) => Err(error),
-            },
+            // One write of the whole line keeps lines whole. A tokio file finishes writes in
+            // the background: `flush` waits for this one and reports its error (`sync_data`
+            // would wait too, but keep the error for the next call); `sync_data` makes it
+            // durable.
+            Target::File(file) => async {
+                file.write_all(line.as_bytes()).await?;
+                file.flush().await?;
+                file.sync_data().await
+            }
+            .await,
             Target::Stdout => {
                 let mut stdout = std::io::stdout().lock();
                 stdout

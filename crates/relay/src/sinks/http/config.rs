@@ -51,6 +51,9 @@ impl HttpSinkConfig {
         }
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(self.timeout_secs.max(1)))
+            // A redirect is an answer, not a delivery: following a 302 would re-send the POST
+            // as a GET without the body, and a 200 to that would count as delivered.
+            .redirect(reqwest::redirect::Policy::none())
             .default_headers(headers)
             .build()
             .map_err(|error| SinkConfigError(format!("HTTP client: {error}")))?;

@@ -48,10 +48,11 @@ impl Sink for HttpSink {
             .send()
             .await
             .map_err(|error| {
+                // Without the URL: it may carry a token, and the error is logged and shown.
                 let reason = if error.is_timeout() {
                     "timed out".to_owned()
                 } else {
-                    format!("request failed: {error}")
+                    format!("request failed: {}", error.without_url())
                 };
                 DeliveryError::retryable(reason)
             })?;
@@ -62,7 +63,7 @@ impl Sink for HttpSink {
             });
         }
         let retry_after = retry_after(response.headers());
-        let reason = format!("{} from {}", status, self.url);
+        let reason = format!("the destination answered {status}");
         if status == StatusCode::TOO_MANY_REQUESTS
             || status.is_server_error()
             || status == StatusCode::REQUEST_TIMEOUT

@@ -13,13 +13,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyPool, Executor, Row};
+use tokio::sync::Mutex;
 
 use super::{
     AppointmentFilter, AppointmentRecord, AttemptResult, ChangeFilter, ChangeRecord,
     ClaimedDelivery, DeliveryCount, DeliveryFilter, DeliveryRecord, DeliveryState, EventFilter,
     EventRecord, HistoryRecord, Insertion, NewEvent, NewQuarantine, ProcessedEvent,
-    QuarantineRecord, Requeue, Store, StoreError,
+    QuarantineRecord, Requeue, Store, StoreError, StoreOptions,
 };
 use crate::clock;
 
@@ -59,29 +61,57 @@ pub struct SqlStore {
     writer: AnyPool,
     /// Reads for the API; on PostgreSQL the same pool as `writer`.
     reader: AnyPool,
+    /// On PostgreSQL, the connection holding the processing lock while this process leads.
+    leader: Mutex<Option<PoolConnection<Any>>>,
     closed: AtomicBool,
 }
 
+/// The PostgreSQL advisory lock whose holder processes events ("kaarma" in ASCII).
+const PROCESSING_LOCK: i64 = 0x6b61_6172_6d61;
+
 impl SqlStore {
-    /// Connects to `url` (`sqlite://PATH` creates the file if needed; `postgres://…`).
+    /// Connects to `url` with default pool settings.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    /// Connects to `url` (`sqlite://PATH` creates the file if needed; `postgres://…`).
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
         let backend = Backend::from_url(url)?;
+        let acquire_timeout = Duration::from_secs(options.acquire_timeout_secs.max(1));
         let store = match backend {
             Backend::Sqlite => {
-                let options = AnyConnectOptions::from_str(&sqlite_url(url))?;
-                let writer = sqlite_pool(1, false).connect_with(options.clone()).await?;
-                let reader = sqlite_pool(4, true).connect_with(options).await?;
+                let connect = AnyConnectOptions::from_str(&sqlite_url(url))?;
+                let writer = sqlite_pool(1, false, acquire_timeout)
+                    .connect_with(connect.clone())
+                    .await?;
+                let reader = sqlite_pool(4, true, acquire_timeout)
+                    .connect_with(connect)
+                    .await?;
                 Self::new(backend, writer, reader)
             }
             Backend::Postgres => {
-                let options = AnyConnectOptions::from_str(url)?;
+                let connect = AnyConnectOptions::from_str(url)?;
+                let statement_timeout = options.statement_timeout_secs;
                 let pool = AnyPoolOptions::new()
-                    .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(options)
+                    .max_connections(options.max_connections.max(2))
+                    .acquire_timeout(acquire_timeout)
+                    .after_connect(move |connection, _| {
+                        Box::pin(async move {
+                            // A stuck statement fails (and the sender retries) instead of
+                            // holding a connection forever.
+                            let timeout = format!("SET statement_timeout = '{statement_timeout}s'");
+                            connection.execute(sqlx::AssertSqlSafe(timeout)).await?;
+                            connection
+                                .execute("SET idle_in_transaction_session_timeout = '60s'")
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(connect)
                     .await?;
                 Self::new(backend, pool.clone(), pool)
             }
@@ -94,6 +124,7 @@ impl SqlStore {
             backend,
             writer,
             reader,
+            leader: Mutex::new(None),
             closed: AtomicBool::new(false),
         }
     }
@@ -135,10 +166,10 @@ fn sqlite_url(url: &str) -> String {
 
 /// SQLite connections: WAL so readers never block the writer, `synchronous=FULL` so a
 /// commit is on disk before the relay answers 2xx.
-fn sqlite_pool(max_connections: u32, read_only: bool) -> AnyPoolOptions {
+fn sqlite_pool(max_connections: u32, read_only: bool, acquire_timeout: Duration) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(acquire_timeout)
         .after_connect(move |connection, _| {
             Box::pin(async move {
                 connection.execute("PRAGMA busy_timeout = 5000").await?;
@@ -317,8 +348,43 @@ impl Store for SqlStore {
         Ok(())
     }
 
+    async fn lead_processing(&self) -> Result<bool, StoreError> {
+        self.ensure_open()?;
+        if self.backend == Backend::Sqlite {
+            // One process owns a SQLite file: it always leads.
+            return Ok(true);
+        }
+        let mut leader = self.leader.lock().await;
+        if let Some(connection) = leader.as_mut() {
+            match sqlx::query("SELECT 1").execute(&mut **connection).await {
+                Ok(_) => return Ok(true),
+                Err(error) => {
+                    // The connection, and with it the lock, is gone (a database restart):
+                    // another replica may lead now.
+                    tracing::warn!(%error, "lost the processing lock");
+                    *leader = None;
+                }
+            }
+        }
+        let mut connection = self.writer.acquire().await?;
+        let locked: bool = sqlx::query("SELECT pg_try_advisory_lock($1) AS locked")
+            .bind(PROCESSING_LOCK)
+            .fetch_one(&mut *connection)
+            .await?
+            .try_get("locked")?;
+        if locked {
+            tracing::info!("this replica now processes events");
+            *leader = Some(connection);
+        }
+        Ok(locked)
+    }
+
     async fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        // Dropping the connection closes it, which releases the processing lock.
+        if let Some(connection) = self.leader.lock().await.take() {
+            let _ = connection.close().await;
+        }
         self.writer.close().await;
         self.reader.close().await;
     }

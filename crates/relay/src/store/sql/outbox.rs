@@ -17,14 +17,25 @@ macro_rules! delivery_columns {
     };
 }
 
-/// Picks due deliveries: the oldest undelivered one of each subject, not leased by anyone.
+/// The oldest undelivered delivery of each subject: the only one of the subject that may go
+/// out (the rest wait for it to be delivered or to die).
+macro_rules! subject_heads {
+    () => {
+        "d.state IN ('pending', 'failed') \
+         AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.route = d.route AND e.subject = d.subject \
+         AND e.change_seq < d.change_seq AND e.state IN ('pending', 'failed'))"
+    };
+}
+
+/// Picks due deliveries: subject heads that are due and not leased by anyone.
 macro_rules! due_deliveries {
     () => {
-        "SELECT d.id FROM deliveries d WHERE d.route = $3 AND d.state IN ('pending', 'failed') \
-         AND d.next_attempt_at <= $4 AND (d.lease_until IS NULL OR d.lease_until < $4) \
-         AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.route = d.route AND e.subject = d.subject \
-         AND e.change_seq < d.change_seq AND e.state IN ('pending', 'failed')) \
-         ORDER BY d.change_seq LIMIT $5"
+        concat!(
+            "SELECT d.id FROM deliveries d WHERE d.route = $3 AND ",
+            subject_heads!(),
+            " AND d.next_attempt_at <= $4 AND (d.lease_until IS NULL OR d.lease_until < $4) \
+             ORDER BY d.change_seq LIMIT $5"
+        )
     };
 }
 
@@ -187,10 +198,16 @@ pub(super) async fn finish_attempt(
     Ok(updated == 1)
 }
 
+/// When the route can next claim something: the earliest time a subject head is due and
+/// unleased. Deliveries waiting behind their subject's head do not count (they are not
+/// claimable however overdue), nor do leased ones before their lease runs out; counting
+/// them would wake the worker for nothing until the head is due.
 pub(super) async fn next_due(pool: &AnyPool, route: &str) -> Result<Option<i64>, StoreError> {
-    let row = sqlx::query(
-        "SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE route = $1 AND state IN ('pending', 'failed')",
-    )
+    let row = sqlx::query(concat!(
+        "SELECT MIN(CASE WHEN d.lease_until > d.next_attempt_at THEN d.lease_until \
+         ELSE d.next_attempt_at END) AS due FROM deliveries d WHERE d.route = $1 AND ",
+        subject_heads!()
+    ))
     .bind(route)
     .fetch_one(pool)
     .await?;
@@ -241,6 +258,8 @@ pub(super) async fn retry(
     Ok(DeliveryState::parse(&state))
 }
 
+/// Resets existing deliveries to pending with a fresh budget. One in flight loses its lease,
+/// so the outcome of that attempt is not recorded over the replay and the change goes again.
 pub(super) async fn requeue(
     pool: &AnyPool,
     route: &str,
@@ -255,7 +274,7 @@ pub(super) async fn requeue(
              updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5) ON CONFLICT (route, change_id) DO UPDATE \
              SET state = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at, \
              enqueued_at = excluded.enqueued_at, updated_at = excluded.updated_at, last_error = NULL, \
-             delivered_at = NULL",
+             delivered_at = NULL, lease_owner = NULL, lease_until = NULL",
         )
         .bind(route)
         .bind(change.seq)

@@ -292,10 +292,13 @@ pub(super) async fn list_changes(
 ) -> Result<Vec<ChangeRecord>, StoreError> {
     let rows = sqlx::query(
         "SELECT seq, id, event_seq, subject, kind, time, cloudevent FROM changes \
-         WHERE seq > $1 AND ($2 IS NULL OR kind = $2) ORDER BY seq LIMIT $3",
+         WHERE seq > $1 AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR time >= $3) \
+         AND ($4 IS NULL OR time <= $4) ORDER BY seq LIMIT $5",
     )
     .bind(filter.after_seq.unwrap_or(0))
     .bind(filter.kind.map(ChangeKind::as_str))
+    .bind(filter.time_from)
+    .bind(filter.time_to)
     .bind(i64::from(filter.limit))
     .fetch_all(pool)
     .await?;
