@@ -51,12 +51,14 @@ impl Sink for JsonLinesSink {
             // the background: `flush` waits for this one and reports its error (`sync_data`
             // would wait too, but keep the error for the next call); `sync_data` makes it
             // durable.
-            Target::File(file) => async {
-                file.write_all(line.as_bytes()).await?;
-                file.flush().await?;
-                file.sync_data().await
+            Target::File(file) => {
+                async {
+                    file.write_all(line.as_bytes()).await?;
+                    file.flush().await?;
+                    file.sync_data().await
+                }
+                .await
             }
-            .await,
             Target::Stdout => {
                 let mut stdout = std::io::stdout().lock();
                 stdout
