@@ -298,10 +298,14 @@ pub fn rows_per_id(events: &[StoredEvent]) -> HashMap<&str, usize> {
     rows
 }
 
-/// Reads `address=…` out of the `kaarma-relay listening` log line.
+/// Reads the address out of the `kaarma-relay listening` log line, human
+/// (`… address=127.0.0.1:1234`) or JSON (`{"message":"kaarma-relay listening","address":…}`).
 fn listening_address(line: &str) -> Option<SocketAddr> {
     if !line.contains("kaarma-relay listening") {
         return None;
+    }
+    if let Ok(json) = serde_json::from_str::<Value>(line) {
+        return json["address"].as_str()?.parse().ok();
     }
     let (_, rest) = line.split_once("address=")?;
     rest.split_whitespace()
