@@ -64,7 +64,7 @@ pub fn prometheus() -> PrometheusHandle {
 }
 
 fn describe() {
-    use metrics::{Unit, describe_counter, describe_histogram};
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         "kaarma_relay_webhooks_received_total",
         "Deliveries that reached the ingest endpoint."
@@ -100,5 +100,27 @@ fn describe() {
         "kaarma_relay_ingest_batch_size",
         Unit::Count,
         "Events per group commit."
+    );
+    describe_counter!(
+        "kaarma_relay_delivery_attempts_total",
+        "Delivery attempts, by route and outcome (delivered, failed, dead)."
+    );
+    describe_histogram!(
+        "kaarma_relay_delivery_attempt_seconds",
+        Unit::Seconds,
+        "Time one delivery attempt took, by route."
+    );
+    describe_gauge!(
+        "kaarma_relay_deliveries",
+        "Deliveries by route and state (refreshed every 5 s)."
+    );
+    describe_gauge!(
+        "kaarma_relay_delivery_oldest_pending_seconds",
+        Unit::Seconds,
+        "Age of the oldest pending or failed delivery, by route and state (refreshed every 5 s)."
+    );
+    describe_counter!(
+        "kaarma_relay_delivery_worker_wakeups_total",
+        "Times a route's delivery worker woke up to look for work."
     );
 }

@@ -112,7 +112,10 @@ impl RouteWorker {
             .rate_limit
             .map(|rate| Pacing::new(rate, Instant::now()));
         let mut in_flight = JoinSet::new();
+        // How often the loop runs: it must not spin while there is nothing to claim.
+        let wakeups = metrics::counter!("kaarma_relay_delivery_worker_wakeups_total", "route" => worker.route.config.name.clone());
         while !shutdown.is_cancelled() {
+            wakeups.increment(1);
             let allowance = pacing
                 .as_ref()
                 .map_or(u32::MAX, |pacing| pacing.allowance(Instant::now()));
