@@ -112,6 +112,10 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Seconds a request may take before the relay gives up on it (slow clients).
     pub request_timeout_secs: u64,
+    /// Seconds a client has to send its request headers.
+    pub header_read_timeout_secs: u64,
+    /// HTTP connections open at once; more are closed on arrival.
+    pub max_http_connections: usize,
     /// Seconds `serve` waits for in-flight work on shutdown.
     pub shutdown_grace_secs: u64,
 }
@@ -155,6 +159,8 @@ impl Default for Config {
             store: StoreOptions::default(),
             delivery: DeliveryConfig::default(),
             request_timeout_secs: 30,
+            header_read_timeout_secs: 10,
+            max_http_connections: 1024,
             shutdown_grace_secs: 30,
         }
     }

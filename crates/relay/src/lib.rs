@@ -6,7 +6,8 @@
 //!   matches each change against the routes;
 //! - [`delivery`] sends each route its changes through its [`sinks`], in order, with retries;
 //! - [`api`] shows what was received and lets an operator act on it;
-//! - [`startup`] wires it all into one service; [`config`] and [`telemetry`] support it.
+//! - [`server`] is the HTTP server with its client limits; [`startup`] wires it all into
+//!   one service; [`config`] and [`telemetry`] support it.
 
 pub mod api;
 pub mod clock;
@@ -15,6 +16,7 @@ pub mod delivery;
 pub mod ingest;
 pub mod pipeline;
 pub mod probes;
+pub mod server;
 pub mod sinks;
 pub mod startup;
 pub mod store;

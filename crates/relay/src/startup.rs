@@ -22,6 +22,7 @@ use crate::delivery::{Dispatcher, Routes};
 use crate::ingest::{self, Gate, GroupCommit, Ingest};
 use crate::pipeline::Processor;
 use crate::probes;
+use crate::server::{self, ServerLimits};
 use crate::store::{SqlStore, Store};
 use crate::telemetry;
 
@@ -33,6 +34,7 @@ pub struct Application {
     writer: JoinHandle<()>,
     processor: Processor,
     dispatcher: Dispatcher,
+    limits: ServerLimits,
 }
 
 impl Application {
@@ -98,6 +100,11 @@ impl Application {
             writer: writer_task,
             processor,
             dispatcher,
+            limits: ServerLimits {
+                header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
+                max_connections: config.max_http_connections,
+                shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+            },
         })
     }
 
@@ -118,13 +125,7 @@ impl Application {
         let workers = CancellationToken::new();
         let processor = tokio::spawn(self.processor.run(workers.clone()));
         let dispatcher = tokio::spawn(self.dispatcher.run(workers.clone()));
-        axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        server::serve(self.listener, self.router, self.limits, shutdown).await;
         // The router (and with it every handle to the writer) is gone: the writer finishes
         // the batches it holds and stops.
         self.writer.await?;
