@@ -49,11 +49,27 @@ impl Machine {
         println!("  memory:      {}", self.memory);
         println!("  database fs: {}", self.filesystem);
         println!(
+            "  load:        {} (other work on the machine skews every figure)",
+            load_average()
+        );
+        println!(
             "  fdatasync:   p50 {:.3} ms, p99 {:.3} ms (4 KiB overwrite + fdatasync, 200 times)",
             millis(self.fdatasync.0),
             millis(self.fdatasync.1)
         );
     }
+}
+
+/// The 1, 5 and 15 minute load averages from `/proc/loadavg`.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 fn field(text: &str, name: &str) -> Option<String> {

@@ -208,6 +208,7 @@ fn main() -> anyhow::Result<()> {
         ))?);
     }
     println!();
+    println!("load average at the end: {}", machine::load_average());
     print_report(&runs);
     print_store_report(&store_runs);
     Ok(())
