@@ -54,7 +54,9 @@ impl RetryPolicy {
     }
 
     /// After `attempts` failed attempts of a delivery enqueued at `enqueued_at`: when to try
-    /// again, or give up. A destination's `Retry-After` wins over the back-off.
+    /// again, or give up. A destination's `Retry-After` wins over the back-off, but is never
+    /// taken as shorter than the first retry's delay: `Retry-After: 0` (or a date gone by)
+    /// would otherwise spend the whole budget in a burst.
     pub fn after_failure(
         &self,
         attempts: u32,
@@ -66,11 +68,14 @@ impl RetryPolicy {
         if attempts >= self.max_attempts {
             return NextStep::GiveUp;
         }
-        let delay = retry_after.unwrap_or_else(|| {
-            let base = self.backoff(attempts).as_millis() as f64;
-            let jitter = self.jitter.clamp(0.0, 1.0);
-            Duration::from_millis((base * rng.random_range(1.0 - jitter..=1.0 + jitter)) as u64)
-        });
+        let floor = Duration::from_millis(self.initial_backoff_ms);
+        let delay = retry_after
+            .map(|after| after.max(floor))
+            .unwrap_or_else(|| {
+                let base = self.backoff(attempts).as_millis() as f64;
+                let jitter = self.jitter.clamp(0.0, 1.0);
+                Duration::from_millis((base * rng.random_range(1.0 - jitter..=1.0 + jitter)) as u64)
+            });
         let at = now.saturating_add(delay.as_millis() as i64);
         let deadline = enqueued_at.saturating_add((self.max_age_secs.saturating_mul(1000)) as i64);
         if at > deadline {
@@ -133,5 +138,16 @@ mod tests {
         );
         let honoured = policy.after_failure(1, 0, 0, Some(Duration::from_secs(5)), &mut rng);
         assert_eq!(honoured, NextStep::RetryAt(5_000), "Retry-After wins");
+        let shortened = policy.after_failure(4, 0, 0, Some(Duration::from_secs(2)), &mut rng);
+        assert_eq!(shortened, NextStep::GiveUp, "the budget still holds");
+        let long = RetryPolicy::default();
+        let later = long.after_failure(6, 0, 0, Some(Duration::from_secs(2)), &mut rng);
+        assert_eq!(
+            later,
+            NextStep::RetryAt(2_000),
+            "also when shorter than the back-off"
+        );
+        let now = long.after_failure(1, 0, 0, Some(Duration::ZERO), &mut rng);
+        assert_eq!(now, NextStep::RetryAt(1_000), "never below the first delay");
     }
 }

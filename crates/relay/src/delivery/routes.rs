@@ -98,6 +98,14 @@ impl Routes {
                     "rate_limit must be a positive number of attempts per second".into(),
                 ));
             }
+            if config.retry.max_attempts == 0 {
+                return Err(fail("retry.max_attempts must be at least 1".into()));
+            }
+            if !(0.0..=1.0).contains(&config.retry.jitter) {
+                return Err(fail(
+                    "retry.jitter is a fraction of each delay, from 0 to 1".into(),
+                ));
+            }
             let sink = config
                 .sink
                 .build()
