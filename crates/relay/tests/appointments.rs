@@ -1,10 +1,23 @@
 //! Appointment state through HTTP: every change kind, the DMS pair in both orders, a full
 //! lifecycle, duplicates under new ids, failing payloads, reprocessing and the query API.
+//! Every case runs on SQLite and on PostgreSQL (`NAME::sqlite`, `NAME::postgres`).
 
 mod harness;
 
-use harness::{TestRelay, fixture};
+use harness::{Backend, TestRelay, backend_tests, fixture};
 use serde_json::{Value, json};
+
+backend_tests!(
+    the_documented_pair_in_order_is_a_creation_and_its_dms_acknowledgement,
+    an_acknowledgement_that_arrives_first_creates_and_the_late_original_is_stale,
+    a_full_lifecycle_has_one_kind_per_step,
+    the_same_content_under_a_new_id_is_unchanged_and_other_edits_are_updates,
+    volatile_fields_are_ignored,
+    a_failing_payload_is_marked_failed_and_does_not_stop_the_others,
+    payloads_that_cannot_be_appointments_fail_with_the_reason,
+    other_event_types_pass_through_as_received,
+    appointments_are_listed_and_filtered,
+);
 
 const APPOINTMENT: &str = "kR7pX2mQ9vL4nB8wT1yF6hJ3sD5gA0cE-Zu_iOq7rWx";
 const CREATED: &str = "6c7e57fe-0e06-4fc9-8120-e1593257f1cf";
@@ -48,9 +61,8 @@ fn kinds(history: &[Value]) -> Vec<&str> {
         .collect()
 }
 
-#[tokio::test]
-async fn the_documented_pair_in_order_is_a_creation_and_its_dms_acknowledgement() {
-    let relay = TestRelay::start().await;
+async fn the_documented_pair_in_order_is_a_creation_and_its_dms_acknowledgement(backend: Backend) {
+    let relay = TestRelay::start_backend(backend).await;
     deliver_all(
         &relay,
         &[
@@ -88,9 +100,10 @@ async fn the_documented_pair_in_order_is_a_creation_and_its_dms_acknowledgement(
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn an_acknowledgement_that_arrives_first_creates_and_the_late_original_is_stale() {
-    let relay = TestRelay::start().await;
+async fn an_acknowledgement_that_arrives_first_creates_and_the_late_original_is_stale(
+    backend: Backend,
+) {
+    let relay = TestRelay::start_backend(backend).await;
     deliver_all(
         &relay,
         &[
@@ -122,9 +135,8 @@ async fn an_acknowledgement_that_arrives_first_creates_and_the_late_original_is_
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn a_full_lifecycle_has_one_kind_per_step() {
-    let relay = TestRelay::start().await;
+async fn a_full_lifecycle_has_one_kind_per_step(backend: Backend) {
+    let relay = TestRelay::start_backend(backend).await;
     let names = [
         "appointment-created",
         "appointment-created-dms-ack",
@@ -223,9 +235,10 @@ async fn a_full_lifecycle_has_one_kind_per_step() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn the_same_content_under_a_new_id_is_unchanged_and_other_edits_are_updates() {
-    let relay = TestRelay::start().await;
+async fn the_same_content_under_a_new_id_is_unchanged_and_other_edits_are_updates(
+    backend: Backend,
+) {
+    let relay = TestRelay::start_backend(backend).await;
     let day = 86_400_000;
     deliver_all(
         &relay,
@@ -270,9 +283,8 @@ async fn the_same_content_under_a_new_id_is_unchanged_and_other_edits_are_update
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn volatile_fields_are_ignored() {
-    let relay = TestRelay::start_with(|config| {
+async fn volatile_fields_are_ignored(backend: Backend) {
+    let relay = TestRelay::start_on_backend(backend, |config| {
         config.processing.volatile_fields = vec!["reminderCount".into()]
     })
     .await;
@@ -298,9 +310,8 @@ async fn volatile_fields_are_ignored() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn a_failing_payload_is_marked_failed_and_does_not_stop_the_others() {
-    let relay = TestRelay::start().await;
+async fn a_failing_payload_is_marked_failed_and_does_not_stop_the_others(backend: Backend) {
+    let relay = TestRelay::start_backend(backend).await;
     let broken = variant("appointment-created", "broken-1", None, |payload| {
         payload["appointmentInfoResponse"]["isCancelled"] = json!("maybe");
     });
@@ -349,9 +360,8 @@ async fn a_failing_payload_is_marked_failed_and_does_not_stop_the_others() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn payloads_that_cannot_be_appointments_fail_with_the_reason() {
-    let relay = TestRelay::start().await;
+async fn payloads_that_cannot_be_appointments_fail_with_the_reason(backend: Backend) {
+    let relay = TestRelay::start_backend(backend).await;
     let cases = [
         (
             json!({"id": "p1", "type": "appointments", "payload": "{broken"}),
@@ -384,9 +394,8 @@ async fn payloads_that_cannot_be_appointments_fail_with_the_reason() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn other_event_types_pass_through_as_received() {
-    let relay = TestRelay::start().await;
+async fn other_event_types_pass_through_as_received(backend: Backend) {
+    let relay = TestRelay::start_backend(backend).await;
     let names = ["customer", "service-order", "mpi"];
     let bodies: Vec<String> = names
         .iter()
@@ -426,9 +435,8 @@ async fn other_event_types_pass_through_as_received() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn appointments_are_listed_and_filtered() {
-    let relay = TestRelay::start().await;
+async fn appointments_are_listed_and_filtered(backend: Backend) {
+    let relay = TestRelay::start_backend(backend).await;
     deliver_all(
         &relay,
         &[

@@ -1,5 +1,6 @@
-//! The ingest endpoint over real HTTP with a real SQLite file: the whole status matrix,
-//! deduplication under concurrency, quarantine, the events API and store failures.
+//! The ingest endpoint over real HTTP on a real database: the whole status matrix,
+//! deduplication under concurrency, quarantine, the events API and store failures. Every
+//! case runs on SQLite and on PostgreSQL (`NAME::sqlite`, `NAME::postgres`).
 
 mod harness;
 
@@ -8,10 +9,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use base64::Engine;
-use harness::{ADMIN, SECRET, TOKEN, TestRelay, fixture};
+use harness::{ADMIN, Backend, SECRET, TOKEN, TestDatabase, TestRelay, backend_tests, fixture};
 use kaarma_relay::store::*;
 use mykaarma::signature::{self, AUTHORIZATION_HEADER, SIGNATURE_HEADER};
 use serde_json::Value;
+
+backend_tests!(
+    every_fixture_is_accepted_once_then_answered_duplicate,
+    the_raw_body_is_kept_byte_exact,
+    every_bad_input_gets_its_answer,
+    concurrent_retries_of_one_id_store_it_once,
+    a_quarantined_body_is_kept_once_and_listed,
+    events_page_by_cursor_and_filter_by_type,
+    the_api_wants_the_bearer_token,
+    probes_answer,
+    the_allow_list_answers_403_and_the_path_is_configurable,
+    a_store_that_cannot_commit_gets_503_and_then_recovers,
+);
 
 const EVENT_FIXTURES: [&str; 10] = [
     "appointment-created",
@@ -26,9 +40,8 @@ const EVENT_FIXTURES: [&str; 10] = [
     "mpi",
 ];
 
-#[tokio::test]
-async fn every_fixture_is_accepted_once_then_answered_duplicate() {
-    let relay = TestRelay::start().await;
+async fn every_fixture_is_accepted_once_then_answered_duplicate(backend: Backend) {
+    let relay = TestRelay::start_backend(backend).await;
     for name in EVENT_FIXTURES {
         let body = fixture(&format!("events/{name}.json"));
         let (status, answer) = relay.deliver(body.clone()).await;
@@ -65,9 +78,8 @@ async fn every_fixture_is_accepted_once_then_answered_duplicate() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn the_raw_body_is_kept_byte_exact() {
-    let relay = TestRelay::start().await;
+async fn the_raw_body_is_kept_byte_exact(backend: Backend) {
+    let relay = TestRelay::start_backend(backend).await;
     let body = fixture("events/appointment-created.json");
     relay.deliver(body.clone()).await;
     let (status, event) = relay
@@ -145,9 +157,8 @@ fn request_for(relay: &TestRelay, case: &Value) -> reqwest::RequestBuilder {
     request.body(body)
 }
 
-#[tokio::test]
-async fn every_bad_input_gets_its_answer() {
-    let relay = TestRelay::start().await;
+async fn every_bad_input_gets_its_answer(backend: Backend) {
+    let relay = TestRelay::start_backend(backend).await;
     let corpus: Value = serde_json::from_str(&fixture("bad-inputs/cases.json")).unwrap();
     let cases = corpus["cases"].as_array().unwrap();
     assert!(cases.len() >= 40);
@@ -191,9 +202,8 @@ async fn every_bad_input_gets_its_answer() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn concurrent_retries_of_one_id_store_it_once() {
-    let relay = Arc::new(TestRelay::start().await);
+async fn concurrent_retries_of_one_id_store_it_once(backend: Backend) {
+    let relay = Arc::new(TestRelay::start_backend(backend).await);
     let body = fixture("events/appointment-created.json");
     let attempts = (0..20).map(|_| {
         let relay = relay.clone();
@@ -219,9 +229,8 @@ async fn concurrent_retries_of_one_id_store_it_once() {
     Arc::into_inner(relay).unwrap().stop().await;
 }
 
-#[tokio::test]
-async fn a_quarantined_body_is_kept_once_and_listed() {
-    let relay = TestRelay::start().await;
+async fn a_quarantined_body_is_kept_once_and_listed(backend: Backend) {
+    let relay = TestRelay::start_backend(backend).await;
     for _ in 0..3 {
         let (status, answer) = relay
             .deliver("{\"type\":\"appointments\",\"payload\":\"{}\"}")
@@ -241,9 +250,8 @@ async fn a_quarantined_body_is_kept_once_and_listed() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn events_page_by_cursor_and_filter_by_type() {
-    let relay = TestRelay::start().await;
+async fn events_page_by_cursor_and_filter_by_type(backend: Backend) {
+    let relay = TestRelay::start_backend(backend).await;
     for name in EVENT_FIXTURES {
         relay.deliver(fixture(&format!("events/{name}.json"))).await;
     }
@@ -273,9 +281,8 @@ async fn events_page_by_cursor_and_filter_by_type() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn the_api_wants_the_bearer_token() {
-    let relay = TestRelay::start().await;
+async fn the_api_wants_the_bearer_token(backend: Backend) {
+    let relay = TestRelay::start_backend(backend).await;
     let url = format!("{}/api/v1/events", relay.url);
     let missing = relay.client.get(&url).send().await.unwrap();
     assert_eq!(missing.status(), 401);
@@ -298,9 +305,8 @@ async fn the_api_wants_the_bearer_token() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn probes_answer() {
-    let relay = TestRelay::start().await;
+async fn probes_answer(backend: Backend) {
+    let relay = TestRelay::start_backend(backend).await;
     let get = |path: &str| relay.client.get(format!("{}{path}", relay.url)).send();
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
     let ready = get("/readyz").await.unwrap();
@@ -319,9 +325,8 @@ async fn probes_answer() {
     relay.stop().await;
 }
 
-#[tokio::test]
-async fn the_allow_list_answers_403_and_the_path_is_configurable() {
-    let relay = TestRelay::start_with(|config| {
+async fn the_allow_list_answers_403_and_the_path_is_configurable(backend: Backend) {
+    let relay = TestRelay::start_on_backend(backend, |config| {
         config.mykaarma.allowed_ips = vec!["54.174.160.138/32".parse().unwrap()];
         config.mykaarma.path = "/hooks/myk".into();
     })
@@ -468,12 +473,10 @@ impl Store for FailingStore {
     }
 }
 
-#[tokio::test]
-async fn a_store_that_cannot_commit_gets_503_and_then_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let inner = SqlStore::connect(&harness::config(dir.path()).database)
-        .await
-        .unwrap();
+async fn a_store_that_cannot_commit_gets_503_and_then_recovers(backend: Backend) {
+    let mut database = TestDatabase::create(backend).await;
+    let dir = tempfile::tempdir_in(database.dir()).unwrap();
+    let inner = SqlStore::connect(&database.url).await.unwrap();
     inner.migrate().await.unwrap();
     let store = Arc::new(FailingStore {
         inner,

@@ -45,6 +45,10 @@ pub enum StoreError {
     /// The database URL names a backend this build does not support.
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// PostgreSQL cannot be reached (down, restarting, or the network is); calls fail at once
+    /// until a background probe connects again.
+    #[error("the database is unreachable; reconnecting")]
+    Unreachable,
     /// The store is closed (the service is shutting down).
     #[error("the store is shutting down")]
     Closed,

@@ -1,7 +1,19 @@
-//! A real relay on a random port with a real SQLite file, and a client that speaks to it as
-//! myKaarma does.
+//! A real relay on a random port with a real database (a SQLite file by default, or a fresh
+//! PostgreSQL database), and a client that speaks to it as myKaarma does.
+//!
+//! A test meant for both backends is written once as `async fn case(backend: Backend)` and
+//! listed in [`backend_tests!`], which makes `case::sqlite` and `case::postgres` of it.
 
 #![allow(dead_code)]
+
+mod database;
+
+#[allow(unused_imports)]
+pub use database::{
+    POSTGRES_SERVER, TestDatabase, create_postgres_database, drop_postgres_database,
+    postgres_admin_connection,
+};
+pub use kaarma_relay::store::Backend;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +40,8 @@ pub struct TestRelay {
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
+    /// The database made for this relay by [`TestRelay::start_on_backend`], removed after it.
+    _database: Option<TestDatabase>,
 }
 
 /// The configuration tests start from: a fresh SQLite file in a temporary directory.
@@ -58,6 +72,24 @@ impl TestRelay {
         Self::run(application, config.database.clone(), Some(dir))
     }
 
+    /// Starts a relay on a fresh database of `backend` after `adjust` has changed the
+    /// configuration; the database is removed when the relay is stopped or dropped.
+    pub async fn start_on_backend(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut database = TestDatabase::create(backend).await;
+        let mut config = config(database.dir());
+        config.database = database.url.clone();
+        adjust(&mut config);
+        let application = Application::build(&config).await.unwrap();
+        let mut relay = Self::run(application, config.database.clone(), None);
+        relay._database = Some(database);
+        relay
+    }
+
+    /// Starts a relay with the default test configuration on a fresh database of `backend`.
+    pub async fn start_backend(backend: Backend) -> Self {
+        Self::start_on_backend(backend, |_| {}).await
+    }
+
     /// Starts a relay on a store the test provides (e.g. one that fails on purpose).
     pub async fn start_on(store: Arc<dyn Store>, dir: tempfile::TempDir) -> Self {
         let config = config(dir.path());
@@ -78,6 +110,7 @@ impl TestRelay {
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
+            _database: None,
         }
     }
 
@@ -188,3 +221,25 @@ pub fn fixture(path: &str) -> String {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
     std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
+
+/// Turns each `async fn NAME(backend: Backend)` of the test file into two tests, `NAME::sqlite`
+/// and `NAME::postgres`, so `cargo test postgres` runs one backend's half.
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name(kaarma_relay::store::Backend::Sqlite).await
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name(kaarma_relay::store::Backend::Postgres).await
+                }
+            }
+        )+
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use backend_tests;

@@ -3,6 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+use super::Backend;
 use crate::clock;
 use crate::store::{
     EventFilter, EventRecord, EventState, Insertion, NewEvent, NewQuarantine, QuarantineRecord,
@@ -37,45 +38,111 @@ fn event_from_row(row: &AnyRow, with_raw: bool) -> Result<EventRecord, sqlx::Err
     })
 }
 
+/// Inserts each new key and counts each repeat, in one transaction.
+///
+/// Several replicas (and the processor) write `events` at once on PostgreSQL, so the locks
+/// are taken in an order every writer shares, which leaves no room for a deadlock: new keys
+/// first, sorted by key (two replicas inserting overlapping batches wait for each other in
+/// one direction only); then the repeats' counters, by `seq`, the order in which the
+/// processor marks events processed. The batch's arrival sequence numbers are drawn first
+/// and handed out in batch order, so inserting by key does not reorder arrivals. SQLite has
+/// one writer, and inserts in batch order.
 pub(super) async fn insert_events(
     pool: &AnyPool,
+    backend: Backend,
     batch: &[NewEvent],
 ) -> Result<Vec<Insertion>, StoreError> {
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    if backend == Backend::Postgres {
+        // Stable, so a repeat within the batch stays after the copy it repeats.
+        order.sort_by(|&a, &b| {
+            (&batch[a].event_type, &batch[a].event_id)
+                .cmp(&(&batch[b].event_type, &batch[b].event_id))
+        });
+    }
     let mut tx = pool.begin().await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for event in batch {
-        let inserted = sqlx::query(
-            "INSERT INTO events (event_type, event_id, occurred_at, dealer_uuid, department_uuid, \
-             received_at, last_received_at, raw) VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
-             ON CONFLICT (event_type, event_id) DO NOTHING",
-        )
-        .bind(&event.event_type)
-        .bind(&event.event_id)
-        .bind(event.occurred_at)
-        .bind(&event.dealer_uuid)
-        .bind(&event.department_uuid)
-        .bind(event.received_at)
-        .bind(event.raw.to_vec())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            outcomes.push(Insertion::Accepted);
-        } else {
-            sqlx::query(
-                "UPDATE events SET delivery_count = delivery_count + 1, last_received_at = $3 \
-                 WHERE event_type = $1 AND event_id = $2",
-            )
+    let arrivals = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(draw_sequence_numbers(&mut tx, batch.len()).await?),
+    };
+    let mut outcomes = vec![Insertion::Duplicate; batch.len()];
+    let mut repeats = Vec::new();
+    for index in order {
+        let event = &batch[index];
+        let insert = match arrivals {
+            None => {
+                "INSERT INTO events (event_type, event_id, occurred_at, dealer_uuid, department_uuid, \
+                 received_at, last_received_at, raw) VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
+                 ON CONFLICT (event_type, event_id) DO NOTHING"
+            }
+            Some(_) => {
+                "INSERT INTO events (event_type, event_id, occurred_at, dealer_uuid, department_uuid, \
+                 received_at, last_received_at, raw, seq) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) \
+                 ON CONFLICT (event_type, event_id) DO NOTHING"
+            }
+        };
+        let mut query = sqlx::query(insert)
             .bind(&event.event_type)
             .bind(&event.event_id)
+            .bind(event.occurred_at)
+            .bind(&event.dealer_uuid)
+            .bind(&event.department_uuid)
             .bind(event.received_at)
-            .execute(&mut *tx)
-            .await?;
-            outcomes.push(Insertion::Duplicate);
+            .bind(event.raw.to_vec());
+        if let Some(arrivals) = &arrivals {
+            query = query.bind(arrivals[index]);
         }
+        let inserted = query.execute(&mut *tx).await?.rows_affected();
+        if inserted == 1 {
+            outcomes[index] = Insertion::Accepted;
+        } else {
+            repeats.push(index);
+        }
+    }
+    let mut counted = Vec::with_capacity(repeats.len());
+    for index in repeats {
+        let event = &batch[index];
+        let seq: i64 =
+            sqlx::query("SELECT seq FROM events WHERE event_type = $1 AND event_id = $2")
+                .bind(&event.event_type)
+                .bind(&event.event_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("seq")?;
+        counted.push((seq, event.received_at));
+    }
+    counted.sort_unstable();
+    for (seq, received_at) in counted {
+        sqlx::query(
+            "UPDATE events SET delivery_count = delivery_count + 1, last_received_at = $2 \
+             WHERE seq = $1",
+        )
+        .bind(seq)
+        .bind(received_at)
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(outcomes)
+}
+
+/// Takes `count` numbers from the `events.seq` sequence, ascending (PostgreSQL).
+async fn draw_sequence_numbers(
+    tx: &mut sqlx::AnyConnection,
+    count: usize,
+) -> Result<Vec<i64>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT nextval(pg_get_serial_sequence('events', 'seq')) AS seq FROM generate_series(1, $1)",
+    )
+    .bind(count as i64)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut numbers = rows
+        .iter()
+        .map(|row| row.try_get("seq"))
+        .collect::<Result<Vec<i64>, _>>()?;
+    numbers.sort_unstable();
+    Ok(numbers)
 }
 
 pub(super) async fn quarantine(

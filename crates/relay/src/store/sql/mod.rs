@@ -5,9 +5,10 @@
 //! On SQLite all writes go through one connection, so writers queue in the pool instead of
 //! failing with `SQLITE_BUSY`, while reads use their own connections (WAL mode).
 
+use std::future::Future;
 use std::str::FromStr;
-use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,7 +25,9 @@ use super::{
     QuarantineRecord, Requeue, Store, StoreError, StoreOptions,
 };
 use crate::clock;
+use breaker::Breaker;
 
+mod breaker;
 mod inbox;
 mod outbox;
 mod projection;
@@ -63,6 +66,8 @@ pub struct SqlStore {
     reader: AnyPool,
     /// On PostgreSQL, the connection holding the processing lock while this process leads.
     leader: Mutex<Option<PoolConnection<Any>>>,
+    /// On PostgreSQL, fails calls at once while the server is unreachable.
+    breaker: Option<Arc<Breaker>>,
     closed: AtomicBool,
 }
 
@@ -91,7 +96,7 @@ impl SqlStore {
                 let reader = sqlite_pool(4, true, acquire_timeout)
                     .connect_with(connect)
                     .await?;
-                Self::new(backend, writer, reader)
+                Self::new(backend, writer, reader, None)
             }
             Backend::Postgres => {
                 let connect = AnyConnectOptions::from_str(url)?;
@@ -111,20 +116,26 @@ impl SqlStore {
                             Ok(())
                         })
                     })
-                    .connect_with(connect)
+                    .connect_with(connect.clone())
                     .await?;
-                Self::new(backend, pool.clone(), pool)
+                Self::new(backend, pool.clone(), pool, Some(Breaker::new(connect)))
             }
         };
         Ok(store)
     }
 
-    fn new(backend: Backend, writer: AnyPool, reader: AnyPool) -> Self {
+    fn new(
+        backend: Backend,
+        writer: AnyPool,
+        reader: AnyPool,
+        breaker: Option<Arc<Breaker>>,
+    ) -> Self {
         Self {
             backend,
             writer,
             reader,
             leader: Mutex::new(None),
+            breaker,
             closed: AtomicBool::new(false),
         }
     }
@@ -144,12 +155,29 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Fails when the store is closed or the database is known to be unreachable.
     fn ensure_open(&self) -> Result<(), StoreError> {
         if self.closed.load(Ordering::Acquire) {
-            Err(StoreError::Closed)
-        } else {
-            Ok(())
+            return Err(StoreError::Closed);
         }
+        match &self.breaker {
+            Some(breaker) => breaker.check(),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs one store operation: refused at once while closed or unreachable, and its
+    /// failure shown to the breaker, which opens when the database is gone.
+    async fn call<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.ensure_open()?;
+        let result = operation.await;
+        if let (Err(error), Some(breaker)) = (&result, &self.breaker) {
+            breaker.observe(error);
+        }
+        result
     }
 }
 
@@ -187,18 +215,16 @@ fn sqlite_pool(max_connections: u32, read_only: bool, acquire_timeout: Duration)
 #[async_trait]
 impl Store for SqlStore {
     async fn insert_events(&self, batch: &[NewEvent]) -> Result<Vec<Insertion>, StoreError> {
-        self.ensure_open()?;
-        inbox::insert_events(&self.writer, batch).await
+        self.call(inbox::insert_events(&self.writer, self.backend, batch))
+            .await
     }
 
     async fn quarantine(&self, item: &NewQuarantine) -> Result<Insertion, StoreError> {
-        self.ensure_open()?;
-        inbox::quarantine(&self.writer, item).await
+        self.call(inbox::quarantine(&self.writer, item)).await
     }
 
     async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
-        self.ensure_open()?;
-        inbox::list_events(&self.reader, filter).await
+        self.call(inbox::list_events(&self.reader, filter)).await
     }
 
     async fn get_event(
@@ -206,23 +232,21 @@ impl Store for SqlStore {
         event_type: &str,
         event_id: &str,
     ) -> Result<Option<EventRecord>, StoreError> {
-        self.ensure_open()?;
-        inbox::get_event(&self.reader, event_type, event_id).await
+        self.call(inbox::get_event(&self.reader, event_type, event_id))
+            .await
     }
 
     async fn list_quarantine(&self, limit: u32) -> Result<Vec<QuarantineRecord>, StoreError> {
-        self.ensure_open()?;
-        inbox::list_quarantine(&self.reader, limit).await
+        self.call(inbox::list_quarantine(&self.reader, limit)).await
     }
 
     async fn pending_events(&self, limit: u32) -> Result<Vec<EventRecord>, StoreError> {
-        self.ensure_open()?;
-        inbox::pending_events(&self.reader, limit).await
+        self.call(inbox::pending_events(&self.reader, limit)).await
     }
 
     async fn commit_processing(&self, batch: &[ProcessedEvent]) -> Result<(), StoreError> {
-        self.ensure_open()?;
-        projection::commit_processing(&self.writer, batch).await
+        self.call(projection::commit_processing(&self.writer, batch))
+            .await
     }
 
     async fn requeue_failed(
@@ -230,31 +254,31 @@ impl Store for SqlStore {
         event_type: &str,
         event_id: &str,
     ) -> Result<Requeue, StoreError> {
-        self.ensure_open()?;
-        inbox::requeue_failed(&self.writer, event_type, event_id).await
+        self.call(inbox::requeue_failed(&self.writer, event_type, event_id))
+            .await
     }
 
     async fn get_appointment(&self, uuid: &str) -> Result<Option<AppointmentRecord>, StoreError> {
-        self.ensure_open()?;
-        projection::get_appointment(&self.reader, uuid).await
+        self.call(projection::get_appointment(&self.reader, uuid))
+            .await
     }
 
     async fn list_appointments(
         &self,
         filter: &AppointmentFilter,
     ) -> Result<Vec<AppointmentRecord>, StoreError> {
-        self.ensure_open()?;
-        projection::list_appointments(&self.reader, filter).await
+        self.call(projection::list_appointments(&self.reader, filter))
+            .await
     }
 
     async fn appointment_history(&self, uuid: &str) -> Result<Vec<HistoryRecord>, StoreError> {
-        self.ensure_open()?;
-        projection::appointment_history(&self.reader, uuid).await
+        self.call(projection::appointment_history(&self.reader, uuid))
+            .await
     }
 
     async fn list_changes(&self, filter: &ChangeFilter) -> Result<Vec<ChangeRecord>, StoreError> {
-        self.ensure_open()?;
-        projection::list_changes(&self.reader, filter).await
+        self.call(projection::list_changes(&self.reader, filter))
+            .await
     }
 
     async fn change_for_event(
@@ -262,13 +286,17 @@ impl Store for SqlStore {
         event_type: &str,
         event_id: &str,
     ) -> Result<Option<ChangeRecord>, StoreError> {
-        self.ensure_open()?;
-        projection::change_for_event(&self.reader, event_type, event_id).await
+        self.call(projection::change_for_event(
+            &self.reader,
+            event_type,
+            event_id,
+        ))
+        .await
     }
 
     async fn get_change(&self, change_id: &str) -> Result<Option<ChangeRecord>, StoreError> {
-        self.ensure_open()?;
-        projection::get_change(&self.reader, change_id).await
+        self.call(projection::get_change(&self.reader, change_id))
+            .await
     }
 
     async fn claim_deliveries(
@@ -279,8 +307,7 @@ impl Store for SqlStore {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.ensure_open()?;
-        outbox::claim(
+        self.call(outbox::claim(
             &self.writer,
             self.backend,
             route,
@@ -288,7 +315,7 @@ impl Store for SqlStore {
             now,
             lease_until,
             limit,
-        )
+        ))
         .await
     }
 
@@ -299,26 +326,23 @@ impl Store for SqlStore {
         result: &AttemptResult,
         now: i64,
     ) -> Result<bool, StoreError> {
-        self.ensure_open()?;
-        outbox::finish_attempt(&self.writer, id, owner, result, now).await
+        self.call(outbox::finish_attempt(&self.writer, id, owner, result, now))
+            .await
     }
 
     async fn next_delivery_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
-        self.ensure_open()?;
-        outbox::next_due(&self.reader, route).await
+        self.call(outbox::next_due(&self.reader, route)).await
     }
 
     async fn list_deliveries(
         &self,
         filter: &DeliveryFilter,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        self.ensure_open()?;
-        outbox::list(&self.reader, filter).await
+        self.call(outbox::list(&self.reader, filter)).await
     }
 
     async fn retry_delivery(&self, id: i64, now: i64) -> Result<Option<DeliveryState>, StoreError> {
-        self.ensure_open()?;
-        outbox::retry(&self.writer, id, now).await
+        self.call(outbox::retry(&self.writer, id, now)).await
     }
 
     async fn requeue_changes(
@@ -327,17 +351,36 @@ impl Store for SqlStore {
         changes: &[ChangeRecord],
         now: i64,
     ) -> Result<u64, StoreError> {
-        self.ensure_open()?;
-        outbox::requeue(&self.writer, route, changes, now).await
+        self.call(outbox::requeue(&self.writer, route, changes, now))
+            .await
     }
 
     async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {
-        self.ensure_open()?;
-        outbox::counts(&self.reader).await
+        self.call(outbox::counts(&self.reader)).await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
-        self.ensure_open()?;
+        self.call(self.write_heartbeat()).await
+    }
+
+    async fn lead_processing(&self) -> Result<bool, StoreError> {
+        self.call(self.take_processing_lock()).await
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        // Dropping the connection closes it, which releases the processing lock.
+        if let Some(connection) = self.leader.lock().await.take() {
+            let _ = connection.close().await;
+        }
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+impl SqlStore {
+    /// Rewrites the heartbeat row: proof that a write commits right now.
+    async fn write_heartbeat(&self) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO heartbeat (id, written_at) VALUES (1, $1) \
              ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
@@ -348,8 +391,8 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn lead_processing(&self) -> Result<bool, StoreError> {
-        self.ensure_open()?;
+    /// Holds (or takes, if free) the processing lock on a connection of its own.
+    async fn take_processing_lock(&self) -> Result<bool, StoreError> {
         if self.backend == Backend::Sqlite {
             // One process owns a SQLite file: it always leads.
             return Ok(true);
@@ -360,9 +403,11 @@ impl Store for SqlStore {
                 Ok(_) => return Ok(true),
                 Err(error) => {
                     // The connection, and with it the lock, is gone (a database restart):
-                    // another replica may lead now.
+                    // another replica may lead now. The dead connection is not pooled again.
                     tracing::warn!(%error, "lost the processing lock");
-                    *leader = None;
+                    if let Some(mut connection) = leader.take() {
+                        connection.close_on_drop();
+                    }
                 }
             }
         }
@@ -377,15 +422,5 @@ impl Store for SqlStore {
             *leader = Some(connection);
         }
         Ok(locked)
-    }
-
-    async fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        // Dropping the connection closes it, which releases the processing lock.
-        if let Some(connection) = self.leader.lock().await.take() {
-            let _ = connection.close().await;
-        }
-        self.writer.close().await;
-        self.reader.close().await;
     }
 }
