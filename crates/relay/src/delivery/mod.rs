@@ -266,8 +266,8 @@ impl RouteWorker {
                 tracing::error!(%error, "recording the attempt failed; it will be retried when the lease runs out")
             }
         }
-        // The next change of the same appointment may be due now.
-        self.route.wake.notify_one();
+        // No wake here: the worker's loop sees the attempt end (`join_next`) and claims the
+        // appointment's next change then; a wake as well would run the loop twice.
     }
 }
 
