@@ -422,6 +422,7 @@ async fn a_dead_destination_does_not_hold_up_a_file_route() {
     let relay = TestRelay::start_with(|config| config.routes = vec![hook, archive]).await;
     deliver_all(&relay, &lifecycle()).await;
     wait_for_state(&relay, "archive", "delivered", 6).await;
+    wait_for_state(&relay, "hook", "failed", 1).await;
 
     let changes = changes(&relay).await;
     let text = std::fs::read_to_string(&path).unwrap();
