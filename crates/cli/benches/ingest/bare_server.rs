@@ -2,8 +2,8 @@
 //! answers 200 with a tiny JSON, storing nothing. Whatever the relay costs beyond this is
 //! verification, the envelope, the store and the fsync.
 //!
-//! Accepted sockets are left as `axum::serve` leaves the relay's (Nagle on), so the two
-//! servers differ only in what they do with a request.
+//! Accepted sockets keep Nagle's algorithm on, as the relay's own server leaves them, so
+//! the two servers differ only in what they do with a request.
 
 use std::convert::Infallible;
 
