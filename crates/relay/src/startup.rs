@@ -51,6 +51,7 @@ impl Application {
     /// Builds on an already opened store (tests use this to inject store faults).
     pub async fn with_store(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
         let gate = Gate::new(&config.mykaarma).ok_or(ConfigError::MissingSignatureSecret)?;
+        config.delivery.check(&config.routes)?;
         let routes = Arc::new(Routes::build(&config.routes)?);
         let wake = Arc::new(Notify::new());
         let (writer, writer_task) = GroupCommit::start(store.clone(), wake.clone());

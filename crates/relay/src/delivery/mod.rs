@@ -43,6 +43,28 @@ impl Default for DeliveryConfig {
     }
 }
 
+impl DeliveryConfig {
+    /// Checks that every route's attempts end well inside the lease, so a worker never loses
+    /// a delivery it is still attempting.
+    pub fn check(&self, routes: &[RouteConfig]) -> Result<(), RouteError> {
+        for route in routes {
+            if let Some(timeout) = route.sink.attempt_timeout()
+                && timeout.as_secs() >= self.lease_secs
+            {
+                return Err(RouteError {
+                    route: route.name.clone(),
+                    reason: format!(
+                        "the sink's timeout_secs ({}) must be shorter than [delivery] lease_secs ({})",
+                        timeout.as_secs(),
+                        self.lease_secs
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs the workers of every route.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
@@ -301,5 +323,28 @@ async fn report_gauges(store: Arc<dyn Store>, routes: Arc<Routes>, shutdown: Can
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
             () = shutdown.cancelled() => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sink_timeout_must_fit_in_the_lease() {
+        let route: RouteConfig = toml::from_str(
+            "name = \"slow\"\nsink = { type = \"http\", url = \"http://127.0.0.1:9/\", secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\", timeout_secs = 60 }",
+        )
+        .unwrap();
+        let error = DeliveryConfig { lease_secs: 60 }
+            .check(std::slice::from_ref(&route))
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("must be shorter than [delivery] lease_secs (60)"),
+            "{error}"
+        );
+        DeliveryConfig { lease_secs: 61 }.check(&[route]).unwrap();
     }
 }

@@ -104,6 +104,15 @@ impl SinkConfig {
         })
     }
 
+    /// The longest one attempt may take, for sinks with a timeout.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        match self {
+            Self::Http(config) => Some(Duration::from_secs(config.timeout_secs)),
+            Self::Nats(config) => Some(Duration::from_secs(config.timeout_secs)),
+            Self::File(_) | Self::Stdout(_) => None,
+        }
+    }
+
     /// The sink type and its destination, with nothing secret in it.
     pub fn describe(&self) -> serde_json::Value {
         match self {
