@@ -15,7 +15,7 @@ use mykaarma::SignatureScope;
 use serde::{Deserialize, Serialize};
 
 use crate::delivery::{DeliveryConfig, RouteConfig};
-use crate::pipeline::{PairingRules, ProjectionRules};
+use crate::pipeline::{PairingRules, ProjectionRules, pointer};
 use crate::store::StoreOptions;
 
 /// The prefix of environment variables that override configuration keys.
@@ -197,16 +197,7 @@ impl ProcessingConfig {
     /// The rules the processor applies.
     pub fn rules(&self) -> ProjectionRules {
         let pointers = |fields: &[String]| -> Vec<String> {
-            fields
-                .iter()
-                .map(|field| {
-                    if field.starts_with('/') {
-                        field.clone()
-                    } else {
-                        format!("/{field}")
-                    }
-                })
-                .collect()
+            fields.iter().map(|field| pointer(field)).collect()
         };
         ProjectionRules {
             pairing: PairingRules {

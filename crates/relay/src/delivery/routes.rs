@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::retry::RetryPolicy;
-use crate::pipeline::{Filter, Matcher, When};
+use crate::pipeline::{Filter, Matcher, When, pointer};
 use crate::sinks::{Sink, SinkConfig};
 
 /// One `[[routes]]` table.
@@ -115,13 +115,7 @@ impl Routes {
                     .when
                     .fields
                     .iter()
-                    .map(|field| {
-                        if field.starts_with('/') {
-                            field.clone()
-                        } else {
-                            format!("/{field}")
-                        }
-                    })
+                    .map(|field| pointer(field))
                     .collect(),
                 ..config.when.clone()
             };

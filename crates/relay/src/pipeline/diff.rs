@@ -36,6 +36,15 @@ pub fn diff(old: &Value, new: &Value, ignored: &[String]) -> Vec<FieldChange> {
     changes
 }
 
+/// A field as a JSON Pointer: `appointmentKey` and `/appointmentKey` both name `/appointmentKey`.
+pub fn pointer(field: &str) -> String {
+    if field.starts_with('/') {
+        field.to_owned()
+    } else {
+        format!("/{field}")
+    }
+}
+
 /// True when `path` is `pattern` or lies under it.
 pub fn path_is_under(path: &str, pattern: &str) -> bool {
     path == pattern

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use change::change_id;
 pub use classify::{Before, ChangeKind, Classification, Origin, PairingRules};
-pub use diff::{FieldChange, diff};
+pub use diff::{FieldChange, diff, pointer};
 pub use filter::{Filter, FilterError};
 pub use projection::ProjectionRules;
 pub use route::{Facts, Matcher, When};

@@ -52,18 +52,22 @@ macro_rules! claim {
     };
 }
 
-fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRecord, StoreError> {
+fn state_column(row: &AnyRow) -> Result<DeliveryState, StoreError> {
     let state: String = row.try_get("state")?;
+    DeliveryState::parse(&state).ok_or_else(|| StoreError::Corrupt {
+        column: "state",
+        reason: format!("unknown delivery state {state:?}"),
+    })
+}
+
+fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRecord, StoreError> {
     Ok(DeliveryRecord {
         id: row.try_get("id")?,
         route: row.try_get("route")?,
         change_seq: row.try_get("change_seq")?,
         change_id: row.try_get("change_id")?,
         subject: row.try_get("subject")?,
-        state: DeliveryState::parse(&state).ok_or_else(|| StoreError::Corrupt {
-            column: "state",
-            reason: format!("unknown delivery state {state:?}"),
-        })?,
+        state: state_column(row)?,
         attempts: row.try_get("attempts")?,
         next_attempt_at: row.try_get("next_attempt_at")?,
         last_error: row.try_get("last_error")?,
@@ -298,13 +302,9 @@ pub(super) async fn counts(pool: &AnyPool) -> Result<Vec<DeliveryCount>, StoreEr
     .await?;
     rows.iter()
         .map(|row| {
-            let state: String = row.try_get("state")?;
             Ok(DeliveryCount {
                 route: row.try_get("route")?,
-                state: DeliveryState::parse(&state).ok_or_else(|| StoreError::Corrupt {
-                    column: "state",
-                    reason: format!("unknown delivery state {state:?}"),
-                })?,
+                state: state_column(row)?,
                 count: row.try_get("count")?,
                 oldest_enqueued_at: row.try_get("oldest")?,
             })
