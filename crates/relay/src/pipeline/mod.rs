@@ -39,6 +39,9 @@ use crate::store::{
     StoreError,
 };
 
+/// How long the processor lets new events gather once it has caught up.
+const GATHER: Duration = Duration::from_millis(20);
+
 /// Processes pending events until told to stop.
 pub struct Processor {
     store: Arc<dyn Store>,
@@ -69,14 +72,19 @@ impl Processor {
 
     /// Processes batches until `shutdown`; finishes the batch in hand first.
     pub async fn run(self, shutdown: CancellationToken) {
+        let full = self.batch_size as usize;
         loop {
             let idle = match self.store.lead_processing().await {
                 // Another replica processes; stand by and ask again.
                 Ok(false) => Duration::from_secs(1),
                 Ok(true) => match self.process_batch().await {
-                    Ok(0) => Duration::from_secs(1),
                     Ok(_) if shutdown.is_cancelled() => break,
-                    Ok(_) => continue,
+                    // A backlog: keep going.
+                    Ok(taken) if taken >= full => continue,
+                    // Caught up: let the next events gather so that processing takes the
+                    // shared writer in few, full transactions instead of one per commit.
+                    Ok(taken) if taken > 0 => GATHER,
+                    Ok(_) => Duration::from_secs(1),
                     Err(error) => {
                         tracing::error!(%error, "processing batch failed; retrying");
                         Duration::from_secs(1)
@@ -88,7 +96,12 @@ impl Processor {
                 }
             };
             tokio::select! {
-                () = self.wake.notified() => {}
+                () = self.wake.notified(), if idle > GATHER => {
+                    tokio::select! {
+                        () = tokio::time::sleep(GATHER) => {}
+                        () = shutdown.cancelled() => break,
+                    }
+                }
                 () = tokio::time::sleep(idle) => {}
                 () = shutdown.cancelled() => break,
             }
