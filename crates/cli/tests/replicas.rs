@@ -83,7 +83,10 @@ async fn the_same_event_posted_to_two_replicas_at_once_is_stored_once() {
     for n in 0..rounds {
         let body = template.with_id(&event_id(7, n));
         let (a, b) = tokio::join!(one.deliver(body.clone()), two.deliver(body));
-        let (a, b) = (a.expect("replica one answers"), b.expect("replica two answers"));
+        let (a, b) = (
+            a.expect("replica one answers"),
+            b.expect("replica two answers"),
+        );
         assert_eq!((a.0, b.0), (200, 200), "round {n}: {a:?} {b:?}");
         let mut statuses = [
             a.1["status"].as_str().unwrap().to_owned(),
@@ -122,8 +125,14 @@ async fn a_load_run_spread_over_three_replicas_is_processed_exactly_once() {
             .expect("verify runs");
     assert!(differences.is_empty(), "sim verify: {differences:#?}");
     let processed = assert_processed_exactly_once(&api).await;
-    assert!(processed >= report.events, "{processed} < {}", report.events);
-    let leaders = relays.iter().filter(|relay| relay.log().contains(replica_set::LEADS));
+    assert!(
+        processed >= report.events,
+        "{processed} < {}",
+        report.events
+    );
+    let leaders = relays
+        .iter()
+        .filter(|relay| relay.log().contains(replica_set::LEADS));
     assert_eq!(leaders.count(), 1, "one replica processed");
 }
 
@@ -140,6 +149,7 @@ async fn killed_replicas_lose_nothing_and_apply_nothing_twice() {
     let first = leader(&relays.iter().collect::<Vec<_>>()).await;
     let proxy = RoundRobin::start(relays.iter().map(RelayProcess::url).collect()).await;
     let options = load(proxy.webhook_url(), 200, 12);
+    let started = Instant::now();
     let run = tokio::spawn(async move { kaarma_sim::run(&options, ()).await });
 
     // The leader dies mid-run; later a second replica. One is left.
@@ -152,10 +162,14 @@ async fn killed_replicas_lose_nothing_and_apply_nothing_twice() {
     let last = survivors[1];
 
     let report = run.await.unwrap().expect("the run completes");
+    eprintln!("run done after {:?}", started.elapsed());
     assert_eq!(report.failures, 0, "every event was acknowledged at last");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !relays[last].log().contains(replica_set::LEADS) {
-        assert!(Instant::now() < deadline, "the survivor never took over processing");
+        assert!(
+            Instant::now() < deadline,
+            "the survivor never took over processing"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -166,12 +180,17 @@ async fn killed_replicas_lose_nothing_and_apply_nothing_twice() {
             .await
             .expect("verify runs");
     assert!(differences.is_empty(), "sim verify: {differences:#?}");
+    eprintln!("verified after {:?}", started.elapsed());
     assert_processed_exactly_once(&api).await;
     api.wait_until_delivered(Duration::from_secs(60)).await;
+    eprintln!("delivered after {:?}", started.elapsed());
     let received = receiver.received();
     let repeats = assert_delivered_in_order(&api, &received).await;
     // Each kill can cut short at most the attempts in flight: `concurrency` (4) per replica.
-    assert!(repeats <= 2 * 4, "{repeats} repeated deliveries for two kills");
+    assert!(
+        repeats <= 2 * 4,
+        "{repeats} repeated deliveries for two kills"
+    );
     eprintln!(
         "{} deliveries, {repeats} repeated after the kills",
         received.len()
@@ -206,14 +225,19 @@ async fn a_postgres_restart_mid_run_is_answered_503_and_recovered_from() {
     let probe = Webhook::new(relays[0].webhook_url());
     let body = EventTemplate::load("customer").with_id(&event_id(13, 1));
     let asked = Instant::now();
-    let (status, _) = probe.deliver(body.clone()).await.expect("the relay answers");
+    let (status, _) = probe
+        .deliver(body.clone())
+        .await
+        .expect("the relay answers");
     assert_eq!(status, 503, "ingest with the database down");
     assert!(
         asked.elapsed() < Duration::from_secs(3),
         "503 took {:?}",
         asked.elapsed()
     );
-    let ready = reqwest::get(format!("{}/readyz", relays[1].url())).await.unwrap();
+    let ready = reqwest::get(format!("{}/readyz", relays[1].url()))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 503, "/readyz with the database down");
     tokio::time::sleep(Duration::from_secs(3).saturating_sub(stopped_at.elapsed())).await;
     postgres.start_again();
@@ -226,17 +250,26 @@ async fn a_postgres_restart_mid_run_is_answered_503_and_recovered_from() {
         .filter(|attempt| attempt.outcome == AttemptOutcome::Refused { status: 503 })
         .count();
     assert!(refused_503 > 0, "the sender saw no 503 during the restart");
-    assert_eq!(report.failures, 0, "the sender's retries covered the restart");
+    assert_eq!(
+        report.failures, 0,
+        "the sender's retries covered the restart"
+    );
 
     // Recovered by itself: probes, ingest, processing and delivery.
     for relay in &relays {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let ready = reqwest::get(format!("{}/readyz", relay.url())).await.unwrap();
+            let ready = reqwest::get(format!("{}/readyz", relay.url()))
+                .await
+                .unwrap();
             if ready.status() == 200 {
                 break;
             }
-            assert!(Instant::now() < deadline, "/readyz stays {}", ready.status());
+            assert!(
+                Instant::now() < deadline,
+                "/readyz stays {}",
+                ready.status()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -96,10 +96,16 @@ pub async fn start_replica(config: &Path) -> (RelayProcess, tempfile::TempDir) {
 pub async fn leader(replicas: &[&RelayProcess]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(index) = replicas.iter().position(|replica| replica.log().contains(LEADS)) {
+        if let Some(index) = replicas
+            .iter()
+            .position(|replica| replica.log().contains(LEADS))
+        {
             return index;
         }
-        assert!(Instant::now() < deadline, "no replica took the processing lock");
+        assert!(
+            Instant::now() < deadline,
+            "no replica took the processing lock"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -172,12 +178,14 @@ impl Api {
 
     /// Every appointment.
     pub async fn appointments(&self) -> Vec<Value> {
-        self.all("/api/v1/appointments", "appointments", "cursor").await
+        self.all("/api/v1/appointments", "appointments", "cursor")
+            .await
     }
 
     /// One appointment's history.
     pub async fn history(&self, uuid: &str) -> Vec<Value> {
-        self.get(&format!("/api/v1/appointments/{uuid}/history")).await["history"]
+        self.get(&format!("/api/v1/appointments/{uuid}/history"))
+            .await["history"]
             .as_array()
             .expect("a list")
             .clone()
@@ -235,7 +243,10 @@ pub async fn assert_processed_exactly_once(api: &Api) -> usize {
     let events = api.events().await;
     let pending: Vec<&Value> = events.iter().filter(|e| e["state"] == "pending").collect();
     assert!(pending.is_empty(), "{} events pending", pending.len());
-    let processed: Vec<&Value> = events.iter().filter(|e| e["state"] == "processed").collect();
+    let processed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["state"] == "processed")
+        .collect();
     let processed_appointment_events: HashSet<&str> = processed
         .iter()
         .filter(|e| e["type"] == "appointments")
@@ -262,8 +273,16 @@ pub async fn assert_processed_exactly_once(api: &Api) -> usize {
 
     let changes = api.changes().await;
     let change_ids: HashSet<&str> = changes.iter().map(|c| c["id"].as_str().unwrap()).collect();
-    assert_eq!(change_ids.len(), changes.len(), "a change id is there twice");
-    assert_eq!(changes.len(), processed.len(), "one change per processed event");
+    assert_eq!(
+        change_ids.len(),
+        changes.len(),
+        "a change id is there twice"
+    );
+    assert_eq!(
+        changes.len(),
+        processed.len(),
+        "one change per processed event"
+    );
     processed.len()
 }
 

@@ -29,7 +29,16 @@ impl Server {
     /// Runs one SQL statement in the `postgres` database; its error output if it failed.
     pub fn execute(&self, sql: &str) -> Result<(), String> {
         let output = Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
             .args(["-p", &self.port.to_string(), "-d", "postgres", "-c", sql])
             .stdin(Stdio::null())
             .output()
@@ -81,10 +90,10 @@ impl Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
-        if let Err(error) = self
-            .server
-            .execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-        {
+        if let Err(error) = self.server.execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )) {
             eprintln!("could not drop test database {}: {error}", self.name);
         }
     }
@@ -122,7 +131,17 @@ impl PrivateServer {
         let data = private.data();
         private.run(
             "initdb",
-            &["-D", &data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"],
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
         );
         private.start_again();
         private
@@ -145,11 +164,25 @@ impl PrivateServer {
         let log = log.display().to_string();
         self.run(
             "pg_ctl",
-            &["start", "-D", &self.data(), "-w", "-t", "60", "-l", &log, "-o", &options],
+            &[
+                "start",
+                "-D",
+                &self.data(),
+                "-w",
+                "-t",
+                "60",
+                "-l",
+                &log,
+                "-o",
+                &options,
+            ],
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.server.execute("SELECT 1").is_err() {
-            assert!(Instant::now() < deadline, "the private PostgreSQL did not come up");
+            assert!(
+                Instant::now() < deadline,
+                "the private PostgreSQL did not come up"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -88,7 +88,11 @@ async fn forward(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = request.into_parts();
-    let body = body.collect().await.map(|body| body.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|body| body.to_bytes())
+        .unwrap_or_default();
     let urls = upstreams.urls.lock().unwrap().clone();
     let first = upstreams.next.fetch_add(1, Ordering::Relaxed);
     for offset in 0..urls.len() {
@@ -123,7 +127,9 @@ async fn forward(
             Err(_) => break,
         }
     }
-    let mut response = Response::new(Full::new(Bytes::from_static(b"{\"status\":\"bad_gateway\"}")));
+    let mut response = Response::new(Full::new(Bytes::from_static(
+        b"{\"status\":\"bad_gateway\"}",
+    )));
     *response.status_mut() = StatusCode::BAD_GATEWAY;
     Ok(response)
 }

@@ -90,7 +90,11 @@ async fn record(
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let body = request.into_body().collect().await.map(|body| body.to_bytes());
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|body| body.to_bytes());
     let event: Value = body
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
