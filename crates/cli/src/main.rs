@@ -9,7 +9,7 @@ use kaarma_relay::telemetry::{self, LogFormat};
 
 /// Kaarma Relay: verified, durable myKaarma webhook ingest, appointment state and delivery.
 #[derive(Debug, Parser)]
-#[command(name = "kaarma-relay", version, about, long_about = None)]
+#[command(name = "kaarma-relay", version)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "KAARMA_RELAY_LOG_FORMAT")]
