@@ -22,6 +22,7 @@ mod bare_server;
 mod commit_stats;
 mod deliveries;
 mod load;
+#[path = "../machine/mod.rs"]
 mod machine;
 mod server_under_test;
 mod store_alone;
