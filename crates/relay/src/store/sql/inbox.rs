@@ -278,32 +278,48 @@ pub(super) async fn list_quarantine(
     Ok(rows.iter().map(record).collect::<Result<_, _>>()?)
 }
 
-/// Marks an event processed or failed, only if it is still pending.
-pub(super) async fn finish_event(
+/// Marks events processed or failed, only if each is still pending (else nothing commits).
+/// Rows are locked in `seq` order, the order every writer of `events` uses.
+pub(super) async fn finish_events(
     tx: &mut sqlx::AnyConnection,
-    seq: i64,
-    error: Option<&str>,
+    processed: &[i64],
+    failed: &[(i64, &str)],
 ) -> Result<(), StoreError> {
-    let state = if error.is_some() {
-        EventState::Failed
-    } else {
-        EventState::Processed
-    };
-    let updated = sqlx::query(
-        "UPDATE events SET state = $2, error = $3, processed_at = $4 WHERE seq = $1 AND state = 'pending'",
-    )
-    .bind(seq)
-    .bind(state.as_str())
-    .bind(error)
-    .bind(clock::now_millis())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if updated == 1 {
+    let now = clock::now_millis();
+    let mut updated = 0;
+    for seqs in processed.chunks(500) {
+        let sql = format!(
+            "UPDATE events SET state = 'processed', error = NULL, processed_at = $1 \
+             WHERE state = 'pending' AND seq IN ({})",
+            (0..seqs.len())
+                .map(|i| format!("${}", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
+        for seq in seqs {
+            query = query.bind(*seq);
+        }
+        updated += query.execute(&mut *tx).await?.rows_affected();
+    }
+    for (seq, error) in failed {
+        updated += sqlx::query(
+            "UPDATE events SET state = 'failed', error = $2, processed_at = $3 WHERE seq = $1 AND state = 'pending'",
+        )
+        .bind(*seq)
+        .bind(*error)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    let expected = (processed.len() + failed.len()) as u64;
+    if updated == expected {
         Ok(())
     } else {
         Err(StoreError::Conflict(format!(
-            "event {seq} is no longer pending"
+            "{} of {expected} events were no longer pending",
+            expected - updated
         )))
     }
 }

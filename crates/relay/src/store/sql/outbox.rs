@@ -85,24 +85,43 @@ fn delivery_from_row(row: &AnyRow) -> Result<DeliveryRecord, StoreError> {
     })
 }
 
-/// Adds the delivery of `change` to `route`, written with the change itself.
+/// Adds the deliveries of changes to routes, written with the changes themselves.
 pub(super) async fn enqueue(
     tx: &mut AnyConnection,
-    route: &str,
-    change: &ChangeRecord,
+    deliveries: &[(&str, ChangeRecord)],
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let sql = format!(
         "INSERT INTO deliveries (route, change_seq, change_id, subject, state, next_attempt_at, enqueued_at, \
-         updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $5, $5) ON CONFLICT (route, change_id) DO NOTHING",
-    )
-    .bind(route)
-    .bind(change.seq)
-    .bind(&change.id)
-    .bind(&change.subject)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+         updated_at) VALUES {} ON CONFLICT (route, change_id) DO NOTHING",
+        // Each row binds (route, change_seq, change_id, subject, now) and repeats `now`.
+        (0..deliveries.len())
+            .map(|row| {
+                let at = |column: usize| format!("${}", row * 5 + column);
+                format!(
+                    "({}, {}, {}, {}, 'pending', {}, {}, {})",
+                    at(1),
+                    at(2),
+                    at(3),
+                    at(4),
+                    at(5),
+                    at(5),
+                    at(5)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (route, change) in deliveries {
+        query = query
+            .bind(*route)
+            .bind(change.seq)
+            .bind(&change.id)
+            .bind(&change.subject)
+            .bind(now);
+    }
+    query.execute(&mut *tx).await?;
     Ok(())
 }
 

@@ -19,34 +19,123 @@ macro_rules! change_columns {
     };
 }
 
+/// Most rows one multi-row `INSERT` carries (well under both databases' parameter limits).
+const ROWS_PER_INSERT: usize = 200;
+
 pub(super) async fn commit_processing(
     pool: &AnyPool,
     batch: &[ProcessedEvent],
 ) -> Result<(), StoreError> {
+    // Everything is serialized before the transaction starts, so the write lock is held
+    // only while statements run.
+    let plan = CommitPlan::of(batch);
+    let now = clock::now_millis();
     let mut tx = pool.begin().await?;
-    for event in batch {
-        match &event.outcome {
-            ProcessingOutcome::Failed(error) => {
-                inbox::finish_event(&mut tx, event.seq, Some(error)).await?
-            }
-            ProcessingOutcome::Appointment(outcome) => {
-                if let Some(state) = &outcome.state {
-                    write_state(&mut tx, state, outcome.replaces).await?;
-                }
-                insert_history(&mut tx, &outcome.history).await?;
-                insert_change(&mut tx, &outcome.change, &event.routes).await?;
-                inbox::finish_event(&mut tx, event.seq, None).await?;
-            }
-            ProcessingOutcome::Received(change) => {
-                insert_change(&mut tx, change, &event.routes).await?;
-                inbox::finish_event(&mut tx, event.seq, None).await?;
-            }
-        }
+    for (state, replaces) in &plan.states {
+        write_state(&mut tx, state, *replaces).await?;
     }
+    for rows in plan.histories.chunks(ROWS_PER_INSERT) {
+        insert_histories(&mut tx, rows).await?;
+    }
+    let mut deliveries = Vec::new();
+    for rows in plan.changes.chunks(ROWS_PER_INSERT) {
+        deliveries.extend(insert_changes(&mut tx, rows, now).await?);
+    }
+    for rows in deliveries.chunks(ROWS_PER_INSERT) {
+        outbox::enqueue(&mut tx, rows, now).await?;
+    }
+    inbox::finish_events(&mut tx, &plan.processed, &plan.failed).await?;
     tx.commit().await?;
     Ok(())
 }
 
+/// What one processing transaction writes, worked out before it begins.
+struct CommitPlan<'a> {
+    /// The last state of each appointment the batch touched, with the version it replaces
+    /// (the one stored before the batch; `None` for a new appointment).
+    states: Vec<(&'a AppointmentRecord, Option<i64>)>,
+    histories: Vec<HistoryRow<'a>>,
+    changes: Vec<ChangeRow<'a>>,
+    processed: Vec<i64>,
+    failed: Vec<(i64, &'a str)>,
+}
+
+struct HistoryRow<'a> {
+    history: &'a HistoryRecord,
+    kinds: String,
+    fields: String,
+}
+
+struct ChangeRow<'a> {
+    change: &'a ChangeRecord,
+    cloudevent: String,
+    routes: &'a [String],
+}
+
+impl<'a> CommitPlan<'a> {
+    fn of(batch: &'a [ProcessedEvent]) -> Self {
+        let mut plan = Self {
+            states: Vec::new(),
+            histories: Vec::new(),
+            changes: Vec::new(),
+            processed: Vec::new(),
+            failed: Vec::new(),
+        };
+        let change_row = |change: &'a ChangeRecord, routes: &'a [String]| ChangeRow {
+            change,
+            cloudevent: change.cloudevent.to_string(),
+            routes,
+        };
+        for event in batch {
+            match &event.outcome {
+                ProcessingOutcome::Failed(error) => plan.failed.push((event.seq, error)),
+                ProcessingOutcome::Appointment(outcome) => {
+                    if let Some(state) = &outcome.state {
+                        match plan
+                            .states
+                            .iter_mut()
+                            .find(|(kept, _)| kept.uuid == state.uuid)
+                        {
+                            // A later version in the same batch: only the last is written,
+                            // still checked against what was stored before the batch.
+                            Some((kept, _)) => *kept = state,
+                            None => plan.states.push((state, outcome.replaces)),
+                        }
+                    }
+                    let history = &outcome.history;
+                    plan.histories.push(HistoryRow {
+                        history,
+                        kinds: serde_json::to_string(&history.classification.kinds)
+                            .expect("kinds serialize"),
+                        fields: serde_json::to_string(&history.fields)
+                            .expect("field changes serialize"),
+                    });
+                    plan.changes
+                        .push(change_row(&outcome.change, &event.routes));
+                    plan.processed.push(event.seq);
+                }
+                ProcessingOutcome::Received(change) => {
+                    plan.changes.push(change_row(change, &event.routes));
+                    plan.processed.push(event.seq);
+                }
+            }
+        }
+        plan
+    }
+}
+
+/// `($1, $2, …), (…)`: the `VALUES` list of `rows` rows of `columns` parameters.
+pub(super) fn value_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let parameters: Vec<String> = (1..=columns)
+                .map(|column| format!("${}", row * columns + column))
+                .collect();
+            format!("({})", parameters.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 /// Writes the new state, only over the version it was computed from (or as a new row).
 async fn write_state(
     tx: &mut AnyConnection,
@@ -102,57 +191,83 @@ async fn write_state(
     }
 }
 
-async fn insert_history(tx: &mut AnyConnection, history: &HistoryRecord) -> Result<(), StoreError> {
-    let classification = &history.classification;
-    sqlx::query(
+async fn insert_histories(
+    tx: &mut AnyConnection,
+    rows: &[HistoryRow<'_>],
+) -> Result<(), StoreError> {
+    let sql = format!(
         "INSERT INTO appointment_history (appointment_uuid, event_seq, event_id, event, new_status, \
-         timestamp, kind, kinds, pair_of, fields, recorded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(&history.appointment_uuid)
-    .bind(history.event_seq)
-    .bind(&history.event_id)
-    .bind(&history.event)
-    .bind(&history.new_status)
-    .bind(history.timestamp)
-    .bind(classification.kind.as_str())
-    .bind(serde_json::to_string(&classification.kinds).expect("kinds serialize"))
-    .bind(&classification.pair_of)
-    .bind(serde_json::to_string(&history.fields).expect("field changes serialize"))
-    .bind(history.recorded_at)
-    .execute(&mut *tx)
-    .await?;
+         timestamp, kind, kinds, pair_of, fields, recorded_at) VALUES {}",
+        value_rows(rows.len(), 11)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for row in rows {
+        let history = row.history;
+        query = query
+            .bind(&history.appointment_uuid)
+            .bind(history.event_seq)
+            .bind(&history.event_id)
+            .bind(&history.event)
+            .bind(&history.new_status)
+            .bind(history.timestamp)
+            .bind(history.classification.kind.as_str())
+            .bind(&row.kinds)
+            .bind(&history.classification.pair_of)
+            .bind(&row.fields)
+            .bind(history.recorded_at);
+    }
+    query.execute(&mut *tx).await?;
     Ok(())
 }
 
-/// Appends the change to the stream and enqueues its deliveries.
-async fn insert_change(
+/// Appends changes to the stream; returns the deliveries to enqueue, as (route, stored change).
+async fn insert_changes<'a>(
     tx: &mut AnyConnection,
-    change: &ChangeRecord,
-    routes: &[String],
-) -> Result<(), StoreError> {
-    let now = clock::now_millis();
-    let row = sqlx::query(
-        "INSERT INTO changes (id, event_seq, subject, kind, time, cloudevent, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
-    )
-    .bind(&change.id)
-    .bind(change.event_seq)
-    .bind(&change.subject)
-    .bind(change.kind.as_str())
-    .bind(change.time)
-    .bind(change.cloudevent.to_string())
-    .bind(now)
-    .fetch_one(&mut *tx)
-    .await?;
-    let stored = ChangeRecord {
-        seq: row.try_get("seq")?,
-        ..change.clone()
-    };
-    for route in routes {
-        outbox::enqueue(tx, route, &stored, now).await?;
+    rows: &[ChangeRow<'a>],
+    now: i64,
+) -> Result<Vec<(&'a str, ChangeRecord)>, StoreError> {
+    let sql = format!(
+        "INSERT INTO changes (id, event_seq, subject, kind, time, cloudevent, created_at) VALUES {} \
+         RETURNING seq, id",
+        value_rows(rows.len(), 7)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for row in rows {
+        let change = row.change;
+        query = query
+            .bind(&change.id)
+            .bind(change.event_seq)
+            .bind(&change.subject)
+            .bind(change.kind.as_str())
+            .bind(change.time)
+            .bind(&row.cloudevent)
+            .bind(now);
     }
-    Ok(())
+    // RETURNING promises no order, so the positions are matched back by id.
+    let stored = query.fetch_all(&mut *tx).await?;
+    let mut positions = std::collections::HashMap::with_capacity(stored.len());
+    for row in &stored {
+        positions.insert(
+            row.try_get::<String, _>("id")?,
+            row.try_get::<i64, _>("seq")?,
+        );
+    }
+    let mut deliveries = Vec::new();
+    for row in rows.iter().filter(|row| !row.routes.is_empty()) {
+        let seq = *positions.get(&row.change.id).ok_or_else(|| {
+            StoreError::Conflict(format!("change {} was not stored", row.change.id))
+        })?;
+        for route in row.routes {
+            deliveries.push((
+                route.as_str(),
+                ChangeRecord {
+                    seq,
+                    ..row.change.clone()
+                },
+            ));
+        }
+    }
+    Ok(deliveries)
 }
 
 macro_rules! appointment_columns {
