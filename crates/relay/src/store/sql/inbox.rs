@@ -3,7 +3,10 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
+use std::collections::HashSet;
+
 use super::Backend;
+use super::projection::value_rows;
 use crate::clock;
 use crate::store::{
     EventFilter, EventRecord, EventState, Insertion, NewEvent, NewQuarantine, QuarantineRecord,
@@ -47,6 +50,9 @@ fn event_from_row(row: &AnyRow, with_raw: bool) -> Result<EventRecord, sqlx::Err
 /// processor marks events processed. The batch's arrival sequence numbers are drawn first
 /// and handed out in batch order, so inserting by key does not reorder arrivals. SQLite has
 /// one writer, and inserts in batch order.
+/// Most rows one multi-row `INSERT` carries (9 parameters each, well under both limits).
+const ROWS_PER_INSERT: usize = 256;
+
 pub(super) async fn insert_events(
     pool: &AnyPool,
     backend: Backend,
@@ -65,35 +71,46 @@ pub(super) async fn insert_events(
         Backend::Sqlite => None,
         Backend::Postgres => Some(draw_sequence_numbers(&mut tx, batch.len()).await?),
     };
+    // One multi-row INSERT per chunk: far fewer statements than one per event.
+    let columns = if arrivals.is_some() { 9 } else { 8 };
+    let mut stored = HashSet::new();
+    for chunk in order.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO events (event_type, event_id, occurred_at, dealer_uuid, department_uuid, \
+             received_at, last_received_at, raw{}) VALUES {} ON CONFLICT (event_type, event_id) DO NOTHING \
+             RETURNING event_type, event_id",
+            if arrivals.is_some() { ", seq" } else { "" },
+            value_rows(chunk.len(), columns)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for &index in chunk {
+            let event = &batch[index];
+            query = query
+                .bind(&event.event_type)
+                .bind(&event.event_id)
+                .bind(event.occurred_at)
+                .bind(&event.dealer_uuid)
+                .bind(&event.department_uuid)
+                .bind(event.received_at)
+                .bind(event.received_at)
+                .bind(event.raw.to_vec());
+            if let Some(arrivals) = &arrivals {
+                query = query.bind(arrivals[index]);
+            }
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            stored.insert((
+                row.try_get::<String, _>("event_type")?,
+                row.try_get::<String, _>("event_id")?,
+            ));
+        }
+    }
+    // The first copy of each stored key is the one accepted; every other copy is a repeat.
     let mut outcomes = vec![Insertion::Duplicate; batch.len()];
     let mut repeats = Vec::new();
-    for index in order {
+    for &index in &order {
         let event = &batch[index];
-        let insert = match arrivals {
-            None => {
-                "INSERT INTO events (event_type, event_id, occurred_at, dealer_uuid, department_uuid, \
-                 received_at, last_received_at, raw) VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
-                 ON CONFLICT (event_type, event_id) DO NOTHING"
-            }
-            Some(_) => {
-                "INSERT INTO events (event_type, event_id, occurred_at, dealer_uuid, department_uuid, \
-                 received_at, last_received_at, raw, seq) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) \
-                 ON CONFLICT (event_type, event_id) DO NOTHING"
-            }
-        };
-        let mut query = sqlx::query(insert)
-            .bind(&event.event_type)
-            .bind(&event.event_id)
-            .bind(event.occurred_at)
-            .bind(&event.dealer_uuid)
-            .bind(&event.department_uuid)
-            .bind(event.received_at)
-            .bind(event.raw.to_vec());
-        if let Some(arrivals) = &arrivals {
-            query = query.bind(arrivals[index]);
-        }
-        let inserted = query.execute(&mut *tx).await?.rows_affected();
-        if inserted == 1 {
+        if stored.remove(&(event.event_type.clone(), event.event_id.clone())) {
             outcomes[index] = Insertion::Accepted;
         } else {
             repeats.push(index);
