@@ -4,6 +4,10 @@
 //! `ON CONFLICT`, epoch-millisecond integers); [`Backend`] covers the few places they differ.
 //! On SQLite all writes go through one connection, so writers queue in the pool instead of
 //! failing with `SQLITE_BUSY`, while reads use their own connections (WAL mode).
+//!
+//! On PostgreSQL several relays share the database: one of them processes at a time (the
+//! holder of an advisory lock, [`Store::lead_processing`]), and a circuit breaker fails
+//! every call at once while the server is unreachable, so senders get 503 instead of a hang.
 
 use std::future::Future;
 use std::str::FromStr;
@@ -68,6 +72,8 @@ pub struct SqlStore {
     leader: Mutex<Option<PoolConnection<Any>>>,
     /// On PostgreSQL, fails calls at once while the server is unreachable.
     breaker: Option<Arc<Breaker>>,
+    /// On SQLite, the connection that moves committed WAL pages into the database file.
+    checkpointer: Option<AnyPool>,
     closed: AtomicBool,
 }
 
@@ -90,13 +96,19 @@ impl SqlStore {
         let store = match backend {
             Backend::Sqlite => {
                 let connect = AnyConnectOptions::from_str(&sqlite_url(url))?;
-                let writer = sqlite_pool(1, false, acquire_timeout)
+                let writer = sqlite_pool(1, SqliteRole::Writer, acquire_timeout)
                     .connect_with(connect.clone())
                     .await?;
-                let reader = sqlite_pool(4, true, acquire_timeout)
+                let reader = sqlite_pool(4, SqliteRole::Reader, acquire_timeout)
+                    .connect_with(connect.clone())
+                    .await?;
+                let checkpointer = sqlite_pool(1, SqliteRole::Checkpointer, acquire_timeout)
                     .connect_with(connect)
                     .await?;
-                Self::new(backend, writer, reader, None)
+                tokio::spawn(checkpoint_until_closed(checkpointer.clone()));
+                let mut store = Self::new(backend, writer, reader, None);
+                store.checkpointer = Some(checkpointer);
+                store
             }
             Backend::Postgres => {
                 let connect = AnyConnectOptions::from_str(url)?;
@@ -136,6 +148,7 @@ impl SqlStore {
             reader,
             leader: Mutex::new(None),
             breaker,
+            checkpointer: None,
             closed: AtomicBool::new(false),
         }
     }
@@ -194,7 +207,22 @@ fn sqlite_url(url: &str) -> String {
 
 /// SQLite connections: WAL so readers never block the writer, `synchronous=FULL` so a
 /// commit is on disk before the relay answers 2xx.
-fn sqlite_pool(max_connections: u32, read_only: bool, acquire_timeout: Duration) -> AnyPoolOptions {
+/// What a SQLite connection is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SqliteRole {
+    /// The one writer. It never checkpoints itself, so no commit waits for a checkpoint.
+    Writer,
+    /// A reader; it cannot write by mistake.
+    Reader,
+    /// Checkpoints the WAL in the background.
+    Checkpointer,
+}
+
+fn sqlite_pool(
+    max_connections: u32,
+    role: SqliteRole,
+    acquire_timeout: Duration,
+) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(acquire_timeout)
@@ -204,12 +232,33 @@ fn sqlite_pool(max_connections: u32, read_only: bool, acquire_timeout: Duration)
                 connection.execute("PRAGMA journal_mode = WAL").await?;
                 connection.execute("PRAGMA synchronous = FULL").await?;
                 connection.execute("PRAGMA foreign_keys = ON").await?;
-                if read_only {
-                    connection.execute("PRAGMA query_only = ON").await?;
-                }
+                match role {
+                    SqliteRole::Writer => {
+                        connection.execute("PRAGMA wal_autocheckpoint = 0").await?
+                    }
+                    SqliteRole::Reader => connection.execute("PRAGMA query_only = ON").await?,
+                    SqliteRole::Checkpointer => return Ok(()),
+                };
                 Ok(())
             })
         })
+}
+
+/// Copies committed WAL frames into the database file a few times a second, beside the
+/// writer instead of inside its commits (`PASSIVE` never blocks the writer or readers).
+async fn checkpoint_until_closed(pool: AnyPool) {
+    let mut every = tokio::time::interval(Duration::from_millis(250));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !pool.is_closed() {
+        every.tick().await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+            && !pool.is_closed()
+        {
+            tracing::warn!(%error, "WAL checkpoint failed");
+        }
+    }
 }
 
 #[async_trait]
@@ -375,6 +424,9 @@ impl Store for SqlStore {
         }
         self.writer.close().await;
         self.reader.close().await;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.close().await;
+        }
     }
 }
 
