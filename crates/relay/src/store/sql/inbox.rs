@@ -3,7 +3,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use super::Backend;
 use super::projection::value_rows;
@@ -16,8 +16,8 @@ use crate::store::{
 /// The `events` columns [`event_from_row`] reads (a macro so queries stay `&'static str`).
 macro_rules! event_columns {
     () => {
-        "seq, event_type, event_id, occurred_at, dealer_uuid, department_uuid, received_at, \
-         delivery_count, state, error"
+        "e.seq, e.event_type, e.event_id, e.occurred_at, e.dealer_uuid, e.department_uuid, \
+         e.received_at, e.delivery_count, e.state, e.error"
     };
 }
 
@@ -50,7 +50,7 @@ fn event_from_row(row: &AnyRow, with_raw: bool) -> Result<EventRecord, sqlx::Err
 /// processor marks events processed. The batch's arrival sequence numbers are drawn first
 /// and handed out in batch order, so inserting by key does not reorder arrivals. SQLite has
 /// one writer, and inserts in batch order.
-/// Most rows one multi-row `INSERT` carries (9 parameters each, well under both limits).
+/// Most rows one multi-row `INSERT` carries (8 parameters each, well under both limits).
 const ROWS_PER_INSERT: usize = 256;
 
 pub(super) async fn insert_events(
@@ -72,13 +72,13 @@ pub(super) async fn insert_events(
         Backend::Postgres => Some(draw_sequence_numbers(&mut tx, batch.len()).await?),
     };
     // One multi-row INSERT per chunk: far fewer statements than one per event.
-    let columns = if arrivals.is_some() { 9 } else { 8 };
-    let mut stored = HashSet::new();
+    let columns = if arrivals.is_some() { 8 } else { 7 };
+    let mut stored = HashMap::new();
     for chunk in order.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO events (event_type, event_id, occurred_at, dealer_uuid, department_uuid, \
-             received_at, last_received_at, raw{}) VALUES {} ON CONFLICT (event_type, event_id) DO NOTHING \
-             RETURNING event_type, event_id",
+             received_at, last_received_at{}) VALUES {} ON CONFLICT (event_type, event_id) DO NOTHING \
+             RETURNING seq, event_type, event_id",
             if arrivals.is_some() { ", seq" } else { "" },
             value_rows(chunk.len(), columns)
         );
@@ -92,29 +92,43 @@ pub(super) async fn insert_events(
                 .bind(&event.dealer_uuid)
                 .bind(&event.department_uuid)
                 .bind(event.received_at)
-                .bind(event.received_at)
-                .bind(event.raw.to_vec());
+                .bind(event.received_at);
             if let Some(arrivals) = &arrivals {
                 query = query.bind(arrivals[index]);
             }
         }
         for row in query.fetch_all(&mut *tx).await? {
-            stored.insert((
+            let key = (
                 row.try_get::<String, _>("event_type")?,
                 row.try_get::<String, _>("event_id")?,
-            ));
+            );
+            stored.insert(key, row.try_get::<i64, _>("seq")?);
         }
     }
     // The first copy of each stored key is the one accepted; every other copy is a repeat.
     let mut outcomes = vec![Insertion::Duplicate; batch.len()];
     let mut repeats = Vec::new();
+    let mut bodies = Vec::with_capacity(stored.len());
     for &index in &order {
         let event = &batch[index];
-        if stored.remove(&(event.event_type.clone(), event.event_id.clone())) {
-            outcomes[index] = Insertion::Accepted;
-        } else {
-            repeats.push(index);
+        match stored.remove(&(event.event_type.clone(), event.event_id.clone())) {
+            Some(seq) => {
+                outcomes[index] = Insertion::Accepted;
+                bodies.push((seq, &event.raw));
+            }
+            None => repeats.push(index),
         }
+    }
+    for chunk in bodies.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO event_bodies (seq, raw) VALUES {}",
+            value_rows(chunk.len(), 2)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (seq, raw) in chunk {
+            query = query.bind(*seq).bind(raw.to_vec());
+        }
+        query.execute(&mut *tx).await?;
     }
     let mut counted = Vec::with_capacity(repeats.len());
     for index in repeats {
@@ -193,7 +207,7 @@ pub(super) async fn list_events(
     let rows = sqlx::query(concat!(
         "SELECT ",
         event_columns!(),
-        " FROM events WHERE ($1 IS NULL OR event_type = $1) AND seq > $2 ORDER BY seq LIMIT $3"
+        " FROM events e WHERE ($1 IS NULL OR e.event_type = $1) AND e.seq > $2 ORDER BY e.seq LIMIT $3"
     ))
     .bind(&filter.event_type)
     .bind(filter.after_seq.unwrap_or(0))
@@ -214,7 +228,8 @@ pub(super) async fn get_event(
     let row = sqlx::query(concat!(
         "SELECT ",
         event_columns!(),
-        ", raw FROM events WHERE event_type = $1 AND event_id = $2"
+        ", b.raw FROM events e JOIN event_bodies b ON b.seq = e.seq \
+         WHERE e.event_type = $1 AND e.event_id = $2"
     ))
     .bind(event_type)
     .bind(event_id)
@@ -230,7 +245,8 @@ pub(super) async fn pending_events(
     let rows = sqlx::query(concat!(
         "SELECT ",
         event_columns!(),
-        ", raw FROM events WHERE state = 'pending' ORDER BY seq LIMIT $1"
+        ", b.raw FROM events e JOIN event_bodies b ON b.seq = e.seq WHERE e.state = 'pending' \
+         ORDER BY e.seq LIMIT $1"
     ))
     .bind(i64::from(limit))
     .fetch_all(pool)

@@ -1,0 +1,10 @@
+-- Bodies move out of `events`, so that marking an event processed rewrites a small row and
+-- not the whole body.
+CREATE TABLE event_bodies (
+    seq BIGINT PRIMARY KEY,                    -- events.seq
+    raw BYTEA  NOT NULL
+);
+
+INSERT INTO event_bodies (seq, raw) SELECT seq, raw FROM events;
+
+ALTER TABLE events DROP COLUMN raw;
