@@ -345,8 +345,14 @@ async fn refuse_then_recover(
         assert_eq!(answer["status"], "unavailable");
         refused += 1;
     }
+    // As large as the events, so that it too needs space the store does not have.
+    let malformed_size = bodies
+        .iter()
+        .map(|(_, body)| body.len())
+        .max()
+        .unwrap_or(64 << 10);
     let (status, answer) = webhook
-        .deliver(format!("not an envelope {}", "q".repeat(64 * 1024)).into_bytes())
+        .deliver(format!("not an envelope {}", "q".repeat(malformed_size)).into_bytes())
         .await
         .expect("the relay answers");
     assert_eq!(

@@ -277,9 +277,15 @@ fn optional_string(
     match raw {
         None => Ok(None),
         Some(raw) if is_null(raw) => Ok(None),
-        Some(raw) => serde_json::from_str::<String>(raw.get())
-            .map(Some)
-            .map_err(|_| invalid(field, format!("expected a string, got {}", describe(raw)))),
+        Some(raw) => match serde_json::from_str::<String>(raw.get()) {
+            // No store keeps a NUL in a text column, and myKaarma never sends one.
+            Ok(text) if text.contains('\0') => Err(invalid(field, "contains a NUL character")),
+            Ok(text) => Ok(Some(text)),
+            Err(_) => Err(invalid(
+                field,
+                format!("expected a string, got {}", describe(raw)),
+            )),
+        },
     }
 }
 
@@ -405,6 +411,10 @@ mod tests {
             (
                 r#"{"id":"","type":"appointments","payload":"{}"}"#,
                 "field `id`: must not be empty",
+            ),
+            (
+                r#"{"id":"a\u0000b","type":"appointments","payload":"{}"}"#,
+                "field `id`: contains a NUL character",
             ),
             (r#"{"id":"e","payload":"{}"}"#, "missing field `type`"),
             (

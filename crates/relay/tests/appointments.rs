@@ -375,6 +375,12 @@ async fn payloads_that_cannot_be_appointments_fail_with_the_reason(backend: Back
             json!({"id": "p3", "type": "appointments", "payload": "{\"event\":\"CREATED\"}"}),
             "payload: no appointment uuid",
         ),
+        (
+            json!({"id": "p4", "type": "appointments", "payload": json!({
+                "appointmentInfoResponse": {"uuid": "a", "customerComment": "x\u{0}y"}
+            }).to_string()}),
+            "payload: `/appointmentInfoResponse/customerComment` contains a NUL character",
+        ),
     ];
     let bodies: Vec<String> = cases.iter().map(|(body, _)| body.to_string()).collect();
     deliver_all(&relay, &bodies).await;

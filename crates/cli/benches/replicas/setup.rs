@@ -113,10 +113,10 @@ impl Drop for Running {
         if let Some(file) = &self.sqlite_file {
             remove_sqlite_files(file);
         }
-        if let Some(name) = &self.postgres_database {
-            if let Err(error) = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")) {
-                eprintln!("could not drop {name}: {error}");
-            }
+        if let Some(name) = &self.postgres_database
+            && let Err(error) = psql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        {
+            eprintln!("could not drop {name}: {error}");
         }
     }
 }

@@ -234,5 +234,33 @@ fn parse(record: &EventRecord) -> Result<(Envelope, Value), String> {
     if !payload.is_object() {
         return Err("payload: expected a JSON object".into());
     }
+    // JSON can only carry a NUL as `\u0000`, so most payloads need no walk.
+    if text.contains("\\u0000")
+        && let Some(path) = nul_string_path(&payload, String::new())
+    {
+        return Err(format!("payload: `{path}` contains a NUL character"));
+    }
     Ok((envelope, payload))
+}
+
+/// The JSON Pointer of the first key or string holding a NUL: no store keeps one in a text
+/// column, and myKaarma never sends one, so such a payload is failed rather than half-stored.
+/// The pointer itself shows a NUL as `\0`.
+fn nul_string_path(value: &Value, at: String) -> Option<String> {
+    let child = |key: &str| format!("{at}/{}", key.escape_debug());
+    match value {
+        Value::String(text) if text.contains('\0') => Some(at),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| nul_string_path(item, format!("{at}/{index}"))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(child(key))
+            } else {
+                nul_string_path(item, child(key))
+            }
+        }),
+        _ => None,
+    }
 }

@@ -224,6 +224,7 @@ pub fn fixture(path: &str) -> String {
 
 /// Turns each `async fn NAME(backend: Backend)` of the test file into two tests, `NAME::sqlite`
 /// and `NAME::postgres`, so `cargo test postgres` runs one backend's half.
+#[allow(unused_macros)]
 macro_rules! backend_tests {
     ($($name:ident),+ $(,)?) => {
         $(
