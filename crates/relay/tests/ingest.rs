@@ -433,14 +433,8 @@ impl Store for FailingStore {
             .claim_deliveries(route, owner, now, lease_until, limit)
             .await
     }
-    async fn finish_attempt(
-        &self,
-        id: i64,
-        owner: &str,
-        result: &AttemptResult,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        self.inner.finish_attempt(id, owner, result, now).await
+    async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<bool>, StoreError> {
+        self.inner.finish_attempts(attempts).await
     }
     async fn next_delivery_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
         self.inner.next_delivery_due(route).await

@@ -23,8 +23,8 @@ use kaarma_relay::Config;
 use kaarma_relay::delivery::{RouteConfig, Routes};
 use kaarma_relay::pipeline::Processor;
 use kaarma_relay::store::{
-    AttemptResult, DeliveryFilter, DeliveryState, EventFilter, EventState, Insertion, NewEvent,
-    SqlStore, Store, StoreError,
+    AttemptResult, DeliveryFilter, DeliveryState, EventFilter, EventState, FinishedAttempt,
+    Insertion, NewEvent, SqlStore, Store, StoreError,
 };
 use serde_json::{Value, json};
 use tokio::sync::{Barrier, Notify};
@@ -373,23 +373,25 @@ async fn two_workers_never_lease_one_delivery(backend: Backend) {
                     claimed.len(),
                     "one claim took two changes of a subject"
                 );
+                let mut attempts = Vec::new();
                 for claimed in claimed {
                     delivered.lock().unwrap().push((
                         claimed.delivery.id,
                         claimed.delivery.subject.clone().unwrap(),
                         claimed.delivery.change_seq,
                     ));
-                    let done = store
-                        .finish_attempt(
-                            claimed.delivery.id,
-                            &claimed.lease_owner,
-                            &AttemptResult::Delivered { status: Some(200) },
-                            kaarma_relay::clock::now_millis(),
-                        )
-                        .await
-                        .unwrap();
-                    assert!(done, "the lease was still held");
+                    attempts.push(FinishedAttempt {
+                        id: claimed.delivery.id,
+                        lease_owner: claimed.lease_owner,
+                        result: AttemptResult::Delivered { status: Some(200) },
+                        finished_at: kaarma_relay::clock::now_millis(),
+                    });
                 }
+                let recorded = store.finish_attempts(&attempts).await.unwrap();
+                assert!(
+                    recorded.iter().all(|recorded| *recorded),
+                    "the leases were still held"
+                );
             }
         })
     };
@@ -444,27 +446,22 @@ async fn a_lease_that_ran_out_is_taken_over(backend: Backend) {
         taken[0].delivery.id, leased,
         "the expired lease is taken over"
     );
+    let delivered_by = |owner: &str| FinishedAttempt {
+        id: leased,
+        lease_owner: owner.into(),
+        result: AttemptResult::Delivered { status: Some(200) },
+        finished_at: later,
+    };
     let late = first
-        .finish_attempt(
-            leased,
-            "crashed#0",
-            &AttemptResult::Delivered { status: Some(200) },
-            later,
-        )
+        .finish_attempts(&[delivered_by("crashed#0")])
         .await
         .unwrap();
-    assert!(!late, "the old owner's outcome is not recorded");
-    assert!(
-        second
-            .finish_attempt(
-                leased,
-                "other#1",
-                &AttemptResult::Delivered { status: Some(200) },
-                later,
-            )
-            .await
-            .unwrap()
-    );
+    assert_eq!(late, [false], "the old owner's outcome is not recorded");
+    let recorded = second
+        .finish_attempts(&[delivered_by("other#1")])
+        .await
+        .unwrap();
+    assert_eq!(recorded, [true]);
     let delivered = first
         .list_deliveries(&DeliveryFilter {
             route: Some("all".into()),

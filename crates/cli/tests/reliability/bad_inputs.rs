@@ -3,11 +3,11 @@
 //! in-process ingest test runs), `http_cases` are requests that go wrong at the HTTP layer
 //! (header sizes and counts, framing, methods), written out byte by byte.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
 use mykaarma::signature::{self, AUTHORIZATION_HEADER, SIGNATURE_HEADER};
-
-use super::base64;
 
 /// The signature secret the corpus is written for.
 pub const SECRET: &str = "fixture-secret";
@@ -25,7 +25,7 @@ pub fn body_of(case: &Value) -> Vec<u8> {
     if let Some(body) = case["body"].as_str() {
         body.as_bytes().to_vec()
     } else if let Some(encoded) = case["body_base64"].as_str() {
-        base64::decode(encoded)
+        BASE64.decode(encoded).expect("body_base64 is base64")
     } else {
         let fill = &case["body_fill"];
         let mut body = fill["prefix"]

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +26,7 @@ pub use routes::{Route, RouteConfig, RouteError, Routes};
 
 use crate::clock;
 use crate::sinks::DeliveryError;
-use crate::store::{AttemptResult, ClaimedDelivery, DeliveryState, Store};
+use crate::store::{AttemptResult, ClaimedDelivery, DeliveryState, FinishedAttempt, Store};
 
 /// The `[delivery]` table.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -122,9 +122,10 @@ struct RouteWorker {
 }
 
 impl RouteWorker {
-    /// Claims as many due deliveries as there are free permits (and the rate limit allows),
-    /// starts an attempt for each, then sleeps until an attempt finishes, new work may have
-    /// come (a wake), the next delivery is due (at most 1 s) or shutdown.
+    /// Records the attempts that have ended (all in one transaction), claims as many due
+    /// deliveries as there are free permits (and the rate limit allows), starts an attempt for
+    /// each, then sleeps until an attempt ends, new work may have come (a wake), the next
+    /// delivery is due (at most 1 s) or shutdown.
     async fn run(self, shutdown: CancellationToken) {
         let worker = Arc::new(self);
         let permits = Arc::new(Semaphore::new(worker.route.config.concurrency as usize));
@@ -134,10 +135,16 @@ impl RouteWorker {
             .rate_limit
             .map(|rate| Pacing::new(rate, Instant::now()));
         let mut in_flight = JoinSet::new();
+        let mut ended = Vec::new();
         // How often the loop runs: it must not spin while there is nothing to claim.
         let wakeups = metrics::counter!("kaarma_relay_delivery_worker_wakeups_total", "route" => worker.route.config.name.clone());
         while !shutdown.is_cancelled() {
             wakeups.increment(1);
+            // A subject's next change becomes claimable once its previous attempt is recorded.
+            while let Some(Ok(attempt)) = in_flight.try_join_next() {
+                ended.push(attempt);
+            }
+            worker.record(std::mem::take(&mut ended)).await;
             let allowance = pacing
                 .as_ref()
                 .map_or(u32::MAX, |pacing| pacing.allowance(Instant::now()));
@@ -153,10 +160,9 @@ impl RouteWorker {
                         .await
                         .expect("the semaphore is never closed");
                     let worker = worker.clone();
-                    in_flight.spawn(async move {
-                        worker.attempt(delivery).await;
-                        drop(permit);
-                    });
+                    // The permit is given back once the attempt is recorded, so no more than
+                    // `concurrency` attempts are ever unrecorded (what a crash can repeat).
+                    in_flight.spawn(async move { (worker.attempt(delivery).await, permit) });
                 }
             }
             // With every permit taken only a finished attempt frees one, so there is nothing
@@ -174,13 +180,42 @@ impl RouteWorker {
                 })
             };
             tokio::select! {
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                Some(attempt) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    ended.extend(attempt.ok());
+                }
                 () = worker.route.wake.notified(), if wait.is_some() => {}
                 () = tokio::time::sleep(wait.unwrap_or_default()), if wait.is_some() => {}
                 () = shutdown.cancelled() => {}
             }
         }
-        while in_flight.join_next().await.is_some() {}
+        while let Some(attempt) = in_flight.join_next().await {
+            ended.extend(attempt.ok());
+        }
+        worker.record(ended).await;
+    }
+
+    /// Records how attempts ended, then frees their permits. What cannot be recorded is
+    /// attempted again once its lease runs out.
+    async fn record(&self, ended: Vec<(FinishedAttempt, OwnedSemaphorePermit)>) {
+        if ended.is_empty() {
+            return;
+        }
+        let (attempts, permits): (Vec<_>, Vec<_>) = ended.into_iter().unzip();
+        match self.store.finish_attempts(&attempts).await {
+            Ok(recorded) => {
+                let lost = recorded.iter().filter(|recorded| !**recorded).count();
+                if lost > 0 {
+                    tracing::warn!(
+                        lost,
+                        "leases ran out before their attempts ended; other workers own them"
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, attempts = attempts.len(), "recording attempts failed; they will be retried when their leases run out")
+            }
+        }
+        drop(permits);
     }
 
     async fn claim(&self, limit: u32) -> Vec<ClaimedDelivery> {
@@ -221,7 +256,7 @@ impl RouteWorker {
     }
 
     #[tracing::instrument(name = "delivery_attempt", skip_all, fields(route = %self.route.config.name, delivery = claimed.delivery.id))]
-    async fn attempt(&self, claimed: ClaimedDelivery) {
+    async fn attempt(&self, claimed: ClaimedDelivery) -> FinishedAttempt {
         let route = &self.route.config;
         let delivery = &claimed.delivery;
         let started = Instant::now();
@@ -275,21 +310,14 @@ impl RouteWorker {
         };
         metrics::counter!("kaarma_relay_delivery_attempts_total", "route" => route.name.clone(), "outcome" => outcome)
             .increment(1);
-        match self
-            .store
-            .finish_attempt(delivery.id, &claimed.lease_owner, &result, now)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                "the lease ran out before the attempt finished; another worker owns it"
-            ),
-            Err(error) => {
-                tracing::error!(%error, "recording the attempt failed; it will be retried when the lease runs out")
-            }
+        // No wake here: the worker's loop sees the attempt end (`join_next`), records it with
+        // the others that ended, and claims the appointment's next change then.
+        FinishedAttempt {
+            id: delivery.id,
+            lease_owner: claimed.lease_owner,
+            result,
+            finished_at: now,
         }
-        // No wake here: the worker's loop sees the attempt end (`join_next`) and claims the
-        // appointment's next change then; a wake as well would run the loop twice.
     }
 }
 

@@ -136,15 +136,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
-    /// Records how an attempt ended and releases the lease. `false` when `owner` no longer
-    /// held it (another worker took it over after the lease ran out).
-    async fn finish_attempt(
-        &self,
-        id: i64,
-        owner: &str,
-        result: &AttemptResult,
-        now: i64,
-    ) -> Result<bool, StoreError>;
+    /// Records how attempts ended, in one transaction, and releases their leases. For each
+    /// attempt in order, `false` when its owner no longer held the lease (another worker took
+    /// it over after the lease ran out), so its outcome was not recorded.
+    async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<bool>, StoreError>;
 
     /// When [`Store::claim_deliveries`] can next take something for `route`: the earliest
     /// time one of its claimable deliveries (the oldest undelivered of its subject) is due and

@@ -384,6 +384,20 @@ pub struct ClaimedDelivery {
     pub lease_owner: String,
 }
 
+/// One attempt that ended, as a worker hands it to [`crate::store::Store::finish_attempts`]:
+/// the worker records the attempts that ended together in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedAttempt {
+    /// The delivery attempted.
+    pub id: i64,
+    /// The lease it was attempted under.
+    pub lease_owner: String,
+    /// How it ended.
+    pub result: AttemptResult,
+    /// When it ended, epoch ms.
+    pub finished_at: i64,
+}
+
 /// How an attempt ended, as recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttemptResult {

@@ -41,6 +41,9 @@ fn event_from_row(row: &AnyRow, with_raw: bool) -> Result<EventRecord, sqlx::Err
     })
 }
 
+/// Most rows one multi-row `INSERT` carries (8 parameters each, well under both limits).
+const ROWS_PER_STATEMENT: usize = 256;
+
 /// Inserts each new key and counts each repeat, in one transaction.
 ///
 /// Several replicas (and the processor) write `events` at once on PostgreSQL, so the locks
@@ -50,9 +53,6 @@ fn event_from_row(row: &AnyRow, with_raw: bool) -> Result<EventRecord, sqlx::Err
 /// processor marks events processed. The batch's arrival sequence numbers are drawn first
 /// and handed out in batch order, so inserting by key does not reorder arrivals. SQLite has
 /// one writer, and inserts in batch order.
-/// Most rows one multi-row `INSERT` carries (8 parameters each, well under both limits).
-const ROWS_PER_INSERT: usize = 256;
-
 pub(super) async fn insert_events(
     pool: &AnyPool,
     backend: Backend,
@@ -74,7 +74,7 @@ pub(super) async fn insert_events(
     // One multi-row INSERT per chunk: far fewer statements than one per event.
     let columns = if arrivals.is_some() { 8 } else { 7 };
     let mut stored = HashMap::new();
-    for chunk in order.chunks(ROWS_PER_INSERT) {
+    for chunk in order.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO events (event_type, event_id, occurred_at, dealer_uuid, department_uuid, \
              received_at, last_received_at{}) VALUES {} ON CONFLICT (event_type, event_id) DO NOTHING \
@@ -119,7 +119,7 @@ pub(super) async fn insert_events(
             None => repeats.push(index),
         }
     }
-    for chunk in bodies.chunks(ROWS_PER_INSERT) {
+    for chunk in bodies.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO event_bodies (seq, raw) VALUES {}",
             value_rows(chunk.len(), 2)
@@ -176,10 +176,14 @@ async fn draw_sequence_numbers(
     Ok(numbers)
 }
 
+/// Keeps the body once, in an explicit transaction: SQLite commits an autocommit statement
+/// only when it is finished, and a commit that fails there (a full disk) would not reach a
+/// caller that already has its `RETURNING` row, so the 202 would go out for nothing kept.
 pub(super) async fn quarantine(
     pool: &AnyPool,
     item: &NewQuarantine,
 ) -> Result<Insertion, StoreError> {
+    let mut tx = pool.begin().await?;
     let row = sqlx::query(
         "INSERT INTO quarantine (sha256, received_at, last_received_at, error, raw) \
          VALUES ($1, $2, $2, $3, $4) ON CONFLICT (sha256) DO UPDATE SET \
@@ -190,9 +194,10 @@ pub(super) async fn quarantine(
     .bind(item.received_at)
     .bind(&item.error)
     .bind(item.raw.to_vec())
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
     let count: i64 = row.try_get("delivery_count")?;
+    tx.commit().await?;
     Ok(if count == 1 {
         Insertion::Accepted
     } else {

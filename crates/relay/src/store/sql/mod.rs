@@ -23,9 +23,9 @@ use sqlx::{Any, AnyPool, Executor, Row};
 use tokio::sync::Mutex;
 
 use super::{
-    AppointmentFilter, AppointmentRecord, AttemptResult, ChangeFilter, ChangeRecord,
-    ClaimedDelivery, DeliveryCount, DeliveryFilter, DeliveryRecord, DeliveryState, EventFilter,
-    EventRecord, HistoryRecord, Insertion, NewEvent, NewQuarantine, ProcessedEvent,
+    AppointmentFilter, AppointmentRecord, ChangeFilter, ChangeRecord, ClaimedDelivery,
+    DeliveryCount, DeliveryFilter, DeliveryRecord, DeliveryState, EventFilter, EventRecord,
+    FinishedAttempt, HistoryRecord, Insertion, NewEvent, NewQuarantine, ProcessedEvent,
     QuarantineRecord, Requeue, Store, StoreError, StoreOptions,
 };
 use crate::clock;
@@ -356,26 +356,12 @@ impl Store for SqlStore {
         lease_until: i64,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.call(outbox::claim(
-            &self.writer,
-            self.backend,
-            route,
-            owner,
-            now,
-            lease_until,
-            limit,
-        ))
-        .await
+        self.call(outbox::claim(self, route, owner, now, lease_until, limit))
+            .await
     }
 
-    async fn finish_attempt(
-        &self,
-        id: i64,
-        owner: &str,
-        result: &AttemptResult,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        self.call(outbox::finish_attempt(&self.writer, id, owner, result, now))
+    async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<bool>, StoreError> {
+        self.call(outbox::finish_attempts(&self.writer, attempts))
             .await
     }
 

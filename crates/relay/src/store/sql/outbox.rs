@@ -3,11 +3,11 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
 
-use super::Backend;
 use super::projection;
+use super::{Backend, SqlStore};
 use crate::store::{
     AttemptResult, ChangeRecord, ClaimedDelivery, DeliveryCount, DeliveryFilter, DeliveryRecord,
-    DeliveryState, StoreError,
+    DeliveryState, FinishedAttempt, StoreError,
 };
 
 macro_rules! delivery_columns {
@@ -125,16 +125,18 @@ pub(super) async fn enqueue(
     Ok(())
 }
 
+/// Leases on the writer, then reads what was leased, and the changes to send, on a reader in
+/// two statements, so a claim holds the single writer for one statement only.
 pub(super) async fn claim(
-    pool: &AnyPool,
-    backend: Backend,
+    store: &SqlStore,
     route: &str,
     owner: &str,
     now: i64,
     lease_until: i64,
     limit: u32,
 ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-    let claim = match backend {
+    let (writer, reader) = (&store.writer, &store.reader);
+    let claim = match store.backend {
         Backend::Sqlite => claim!(""),
         Backend::Postgres => claim!(" FOR UPDATE SKIP LOCKED"),
     };
@@ -144,7 +146,7 @@ pub(super) async fn claim(
         .bind(route)
         .bind(now)
         .bind(i64::from(limit))
-        .execute(pool)
+        .execute(writer)
         .await?
         .rows_affected();
     if claimed == 0 {
@@ -159,34 +161,60 @@ pub(super) async fn claim(
     .bind(route)
     .bind(owner)
     .bind(lease_until)
-    .fetch_all(pool)
+    .fetch_all(reader)
     .await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let delivery = delivery_from_row(row)?;
-        let change = projection::change_by_seq(pool, delivery.change_seq)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt {
-                column: "change_seq",
-                reason: format!("delivery {} names a missing change", delivery.id),
-            })?;
-        claimed.push(ClaimedDelivery {
-            delivery,
-            change,
-            lease_owner: owner.to_owned(),
-        });
-    }
-    Ok(claimed)
+    let deliveries = rows
+        .iter()
+        .map(delivery_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let seqs: Vec<i64> = deliveries
+        .iter()
+        .map(|delivery| delivery.change_seq)
+        .collect();
+    let mut changes = projection::changes_by_seq(reader, &seqs).await?;
+    deliveries
+        .into_iter()
+        .map(|delivery| {
+            let change =
+                changes
+                    .remove(&delivery.change_seq)
+                    .ok_or_else(|| StoreError::Corrupt {
+                        column: "change_seq",
+                        reason: format!("delivery {} names a missing change", delivery.id),
+                    })?;
+            Ok(ClaimedDelivery {
+                delivery,
+                change,
+                lease_owner: owner.to_owned(),
+            })
+        })
+        .collect()
 }
 
-pub(super) async fn finish_attempt(
+/// Records the attempts in one transaction: one statement each, one commit (one fsync) for
+/// all. Rows are updated in id order, an order every replica shares, so two transactions
+/// never wait for each other in a cycle.
+pub(super) async fn finish_attempts(
     pool: &AnyPool,
-    id: i64,
-    owner: &str,
-    result: &AttemptResult,
-    now: i64,
+    attempts: &[FinishedAttempt],
+) -> Result<Vec<bool>, StoreError> {
+    let mut order: Vec<usize> = (0..attempts.len()).collect();
+    order.sort_by_key(|&index| attempts[index].id);
+    let mut recorded = vec![false; attempts.len()];
+    let mut tx = pool.begin().await?;
+    for index in order {
+        recorded[index] = finish_attempt(&mut tx, &attempts[index]).await?;
+    }
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+async fn finish_attempt(
+    tx: &mut AnyConnection,
+    attempt: &FinishedAttempt,
 ) -> Result<bool, StoreError> {
-    let (state, next_attempt_at, error, status, delivered_at) = match result {
+    let now = attempt.finished_at;
+    let (state, next_attempt_at, error, status, delivered_at) = match &attempt.result {
         AttemptResult::Delivered { status } => {
             (DeliveryState::Delivered, now, None, *status, Some(now))
         }
@@ -214,15 +242,15 @@ pub(super) async fn finish_attempt(
          last_status = $6, delivered_at = $7, updated_at = $8, lease_owner = NULL, lease_until = NULL \
          WHERE id = $1 AND lease_owner = $2",
     )
-    .bind(id)
-    .bind(owner)
+    .bind(attempt.id)
+    .bind(&attempt.lease_owner)
     .bind(state.as_str())
     .bind(next_attempt_at)
     .bind(error)
     .bind(status.map(i64::from))
     .bind(delivered_at)
     .bind(now)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     Ok(updated == 1)

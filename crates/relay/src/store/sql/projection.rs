@@ -1,6 +1,8 @@
 //! The state tables: `appointments` (the projection), `appointment_history` and `changes`,
 //! and the one transaction that commits what processing produced.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, Row};
@@ -19,8 +21,9 @@ macro_rules! change_columns {
     };
 }
 
-/// Most rows one multi-row `INSERT` carries (well under both databases' parameter limits).
-const ROWS_PER_INSERT: usize = 200;
+/// Most rows one multi-row statement writes or names (well under both databases' parameter
+/// limits).
+const ROWS_PER_STATEMENT: usize = 200;
 
 pub(super) async fn commit_processing(
     pool: &AnyPool,
@@ -34,14 +37,14 @@ pub(super) async fn commit_processing(
     for (state, replaces) in &plan.states {
         write_state(&mut tx, state, *replaces).await?;
     }
-    for rows in plan.histories.chunks(ROWS_PER_INSERT) {
+    for rows in plan.histories.chunks(ROWS_PER_STATEMENT) {
         insert_histories(&mut tx, rows).await?;
     }
     let mut deliveries = Vec::new();
-    for rows in plan.changes.chunks(ROWS_PER_INSERT) {
+    for rows in plan.changes.chunks(ROWS_PER_STATEMENT) {
         deliveries.extend(insert_changes(&mut tx, rows, now).await?);
     }
-    for rows in deliveries.chunks(ROWS_PER_INSERT) {
+    for rows in deliveries.chunks(ROWS_PER_STATEMENT) {
         outbox::enqueue(&mut tx, rows, now).await?;
     }
     inbox::finish_events(&mut tx, &plan.processed, &plan.failed).await?;
@@ -245,7 +248,7 @@ async fn insert_changes<'a>(
     }
     // RETURNING promises no order, so the positions are matched back by id.
     let stored = query.fetch_all(&mut *tx).await?;
-    let mut positions = std::collections::HashMap::with_capacity(stored.len());
+    let mut positions = HashMap::with_capacity(stored.len());
     for row in &stored {
         positions.insert(
             row.try_get::<String, _>("id")?,
@@ -420,20 +423,29 @@ pub(super) async fn list_changes(
     rows.iter().map(change_from_row).collect()
 }
 
-/// One change by its position in the stream.
-pub(super) async fn change_by_seq(
+/// The changes at these positions in the stream, by position, in one statement.
+pub(super) async fn changes_by_seq(
     pool: &AnyPool,
-    seq: i64,
-) -> Result<Option<ChangeRecord>, StoreError> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        change_columns!(),
-        " FROM changes WHERE seq = $1"
-    ))
-    .bind(seq)
-    .fetch_optional(pool)
-    .await?;
-    row.as_ref().map(change_from_row).transpose()
+    seqs: &[i64],
+) -> Result<HashMap<i64, ChangeRecord>, StoreError> {
+    let mut changes = HashMap::with_capacity(seqs.len());
+    for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT {} FROM changes WHERE seq IN ({})",
+            change_columns!(),
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for seq in chunk {
+            query = query.bind(*seq);
+        }
+        for row in query.fetch_all(pool).await? {
+            let change = change_from_row(&row)?;
+            changes.insert(change.seq, change);
+        }
+    }
+    Ok(changes)
 }
 
 pub(super) async fn get_change(
