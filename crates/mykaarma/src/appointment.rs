@@ -324,6 +324,16 @@ mod tests {
         assert_eq!(written, original);
     }
 
+    /// Found by the `envelope` fuzz target: without serde_json's exact float parsing, `54e300`
+    /// read as one float and, written and read again, as its neighbour.
+    #[test]
+    fn numbers_in_unknown_fields_survive_being_written_and_read_again() {
+        let text = r#"{"appointmentInfoMesponse":{"uuid":"a","reminderCount":54e300}}"#;
+        let event = AppointmentEvent::from_json(text).unwrap();
+        let again = AppointmentEvent::from_json(&serde_json::to_string(&event).unwrap()).unwrap();
+        assert_eq!(again, event);
+    }
+
     #[test]
     fn a_parsed_value_reads_like_text() {
         let value = full_payload();
