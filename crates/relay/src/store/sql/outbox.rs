@@ -19,18 +19,15 @@ macro_rules! delivery_columns {
 
 /// The oldest undelivered delivery of each subject: the only one of the subject that may go
 /// out (the rest wait for it to be delivered or to die). A delivery without a subject waits
-/// for nobody. The heads are found in one pass over the route's open deliveries (an
-/// uncorrelated subquery on the `deliveries_open` index), not one probe per candidate: a
-/// correlated `NOT EXISTS` was planned as a nested scan on young tables (no statistics yet)
-/// and made each claim cost O(open²).
+/// for nobody. Each candidate costs one probe of the `deliveries_open` index for an earlier
+/// open delivery of its subject; the claim walks candidates in stream order on
+/// `deliveries_open_by_seq` and stops at its limit. (Grouping all the route's open
+/// deliveries to find the heads cost seconds per claim with a million in the outbox.)
 macro_rules! subject_heads {
-    ($route:literal) => {
-        concat!(
-            "d.state IN ('pending', 'failed') AND (d.subject IS NULL OR d.change_seq IN \
-             (SELECT MIN(e.change_seq) FROM deliveries e WHERE e.route = ",
-            $route,
-            " AND e.state IN ('pending', 'failed') GROUP BY e.subject))"
-        )
+    () => {
+        "d.state IN ('pending', 'failed') AND (d.subject IS NULL OR NOT EXISTS \
+         (SELECT 1 FROM deliveries e WHERE e.route = d.route AND e.subject = d.subject \
+         AND e.state IN ('pending', 'failed') AND e.change_seq < d.change_seq))"
     };
 }
 
@@ -39,7 +36,7 @@ macro_rules! due_deliveries {
     () => {
         concat!(
             "SELECT d.id FROM deliveries d WHERE d.route = $3 AND ",
-            subject_heads!("$3"),
+            subject_heads!(),
             " AND d.next_attempt_at <= $4 AND (d.lease_until IS NULL OR d.lease_until < $4) \
              ORDER BY d.change_seq LIMIT $5"
         )
@@ -264,7 +261,7 @@ pub(super) async fn next_due(pool: &AnyPool, route: &str) -> Result<Option<i64>,
     let row = sqlx::query(concat!(
         "SELECT MIN(CASE WHEN d.lease_until > d.next_attempt_at THEN d.lease_until \
          ELSE d.next_attempt_at END) AS due FROM deliveries d WHERE d.route = $1 AND ",
-        subject_heads!("$1")
+        subject_heads!()
     ))
     .bind(route)
     .fetch_one(pool)
