@@ -217,22 +217,21 @@ fn main() -> anyhow::Result<()> {
     }
     for (index, database) in databases.iter().enumerate() {
         let temporary = tempfile::tempdir_in(&options.dir)?;
-        let (dir, stored) = match database {
+        let (dir, stored, seed) = match database {
             Database::Filled(size) => {
                 fill(&runtime, &workload, temporary.path(), *size)?;
-                (temporary.path().to_owned(), *size)
+                (temporary.path().to_owned(), *size, 200 + index as u64)
             }
-            Database::Kept(dir) => (dir.clone(), store_fill::kept_events(dir)?),
+            // A kept database may hold an earlier run's load already: a seed of its own gives
+            // new event ids, which a repeat of the old ones (dropped as duplicates) would not.
+            Database::Kept(dir) => (
+                dir.clone(),
+                store_fill::kept_events(dir)?,
+                kaarma_relay::clock::now_millis() as u64,
+            ),
         };
         let database_bytes = store_fill::directory_bytes(&dir);
-        let run = measure(
-            &runtime,
-            &receiver,
-            &dir,
-            stored,
-            options.events,
-            200 + index as u64,
-        )?;
+        let run = measure(&runtime, &receiver, &dir, stored, options.events, seed)?;
         eprintln!(
             "  {stored} stored: rest {} MiB, peak {} MiB, {:.3} s CPU per 1,000 events",
             run.at_rest.rss_kib / 1024,
