@@ -5,7 +5,7 @@
 mod harness;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -25,6 +25,7 @@ backend_tests!(
     probes_answer,
     the_allow_list_answers_403_and_the_path_is_configurable,
     a_store_that_cannot_commit_gets_503_and_then_recovers,
+    an_event_the_store_refuses_fails_alone_and_the_stream_goes_on,
 );
 
 const EVENT_FIXTURES: [&str; 10] = [
@@ -356,6 +357,9 @@ async fn the_allow_list_answers_403_and_the_path_is_configurable(backend: Backen
 struct FailingStore {
     inner: SqlStore,
     failing: AtomicBool,
+    /// The arrival sequence number of an event whose processed outcome the store refuses
+    /// (as PostgreSQL refuses a value it cannot keep); a failed outcome it takes. 0: none.
+    refused_seq: AtomicI64,
 }
 
 #[async_trait]
@@ -391,6 +395,14 @@ impl Store for FailingStore {
         self.inner.pending_events(limit).await
     }
     async fn commit_processing(&self, batch: &[ProcessedEvent]) -> Result<(), StoreError> {
+        let refused = self.refused_seq.load(Ordering::SeqCst);
+        if batch.iter().any(|event| {
+            event.seq == refused && !matches!(event.outcome, ProcessingOutcome::Failed(_))
+        }) {
+            return Err(StoreError::Database(sqlx::Error::Encode(
+                "a value this store cannot keep".into(),
+            )));
+        }
         self.inner.commit_processing(batch).await
     }
     async fn requeue_failed(&self, t: &str, id: &str) -> Result<Requeue, StoreError> {
@@ -475,6 +487,7 @@ async fn a_store_that_cannot_commit_gets_503_and_then_recovers(backend: Backend)
     let store = Arc::new(FailingStore {
         inner,
         failing: AtomicBool::new(true),
+        refused_seq: AtomicI64::new(0),
     });
     let relay = TestRelay::start_on(store.clone(), dir).await;
     let body = fixture("events/appointment-created.json");
@@ -506,5 +519,60 @@ async fn a_store_that_cannot_commit_gets_503_and_then_recovers(backend: Backend)
         (200, Some("accepted")),
         "the retry lands"
     );
+    relay.stop().await;
+}
+
+/// The store refuses one event's processed outcome for what is in it: that event fails with
+/// the reason, and the events around it, in the same batch or not, are processed.
+async fn an_event_the_store_refuses_fails_alone_and_the_stream_goes_on(backend: Backend) {
+    let mut database = TestDatabase::create(backend).await;
+    let dir = tempfile::tempdir_in(database.dir()).unwrap();
+    let inner = SqlStore::connect(&database.url).await.unwrap();
+    inner.migrate().await.unwrap();
+    // A fresh database numbers arrivals from 1: the store refuses the second event.
+    let store = Arc::new(FailingStore {
+        inner,
+        failing: AtomicBool::new(false),
+        refused_seq: AtomicI64::new(2),
+    });
+    let relay = TestRelay::start_on(store.clone(), dir).await;
+    let bodies: Vec<String> = ["appointment-created", "appointment-rescheduled", "customer"]
+        .iter()
+        .map(|name| fixture(&format!("events/{name}.json")))
+        .collect();
+    for body in &bodies {
+        let (status, answer) = relay.deliver(body.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    relay.settle().await;
+    let (_, listed) = relay.api("/api/v1/events").await;
+    let states = listed["events"].as_array().unwrap().clone();
+    let ids: Vec<String> = bodies
+        .iter()
+        .map(|body| {
+            serde_json::from_str::<Value>(body).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let state = |id: &str| {
+        states
+            .iter()
+            .find(|event| event["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(state(&ids[0])["state"], "processed");
+    let refused = state(&ids[1]);
+    assert_eq!(refused["state"], "failed", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the store refused what processing produced"),
+        "{refused}"
+    );
+    assert_eq!(state(&ids[2])["state"], "processed");
     relay.stop().await;
 }

@@ -109,9 +109,32 @@ impl Processor {
     }
 
     /// Processes one batch of pending events and commits it; returns how many it took.
+    ///
+    /// When the store refuses the batch for what is in it (a value it cannot keep), the
+    /// events are taken again one at a time, so that the one it refuses fails with the reason
+    /// and the rest go on: one bad event never stops the stream.
     #[tracing::instrument(name = "process_batch", skip(self))]
     pub async fn process_batch(&self) -> Result<usize, StoreError> {
-        let events = self.store.pending_events(self.batch_size).await?;
+        match self.process_up_to(self.batch_size).await {
+            Err(error) if error.refuses_the_data() && self.batch_size > 1 => {
+                tracing::warn!(%error, "the store refused a batch; processing it one event at a time");
+                let mut taken = 0;
+                while taken < self.batch_size as usize {
+                    match self.process_up_to(1).await? {
+                        0 => break,
+                        one => taken += one,
+                    }
+                }
+                Ok(taken)
+            }
+            other => other,
+        }
+    }
+
+    /// Processes and commits up to `limit` pending events. A single event whose outcome the
+    /// store refuses for what is in it is committed as failed instead.
+    async fn process_up_to(&self, limit: u32) -> Result<usize, StoreError> {
+        let events = self.store.pending_events(limit).await?;
         if events.is_empty() {
             return Ok(0);
         }
@@ -133,7 +156,20 @@ impl Processor {
                 routes,
             });
         }
-        self.store.commit_processing(&processed).await?;
+        if let Err(error) = self.store.commit_processing(&processed).await {
+            let [event] = processed.as_mut_slice() else {
+                return Err(error);
+            };
+            if !error.refuses_the_data() {
+                return Err(error);
+            }
+            tracing::error!(%error, seq = event.seq, "the store refused what processing produced; the event fails");
+            event.outcome = ProcessingOutcome::Failed(format!(
+                "the store refused what processing produced: {error}"
+            ));
+            event.routes.clear();
+            self.store.commit_processing(&processed).await?;
+        }
         self.routes.wake_all();
         for (record, event) in events.iter().zip(&processed) {
             let outcome = match &event.outcome {

@@ -65,6 +65,29 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether the database refused a value it was given: a data exception or a broken
+    /// constraint (PostgreSQL SQLSTATE classes 22 and 23; SQLite's too-big, constraint and
+    /// mismatch codes) or a value that could not be encoded. Writing the same value again
+    /// fails again, unlike an outage, a timeout or a conflict between transactions.
+    pub fn refuses_the_data(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Encode(_)) => true,
+            Self::Database(sqlx::Error::Database(error)) => {
+                error.code().is_some_and(|code| match code.len() {
+                    // PostgreSQL's SQLSTATE: five characters, the class first.
+                    5 => code.starts_with("22") || code.starts_with("23"),
+                    // SQLite's extended result code: the primary code in its low byte.
+                    _ => code
+                        .parse::<u32>()
+                        .is_ok_and(|code| matches!(code & 0xff, 18..=20)),
+                })
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Everything the relay keeps.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -177,4 +200,23 @@ pub trait Store: Send + Sync + 'static {
 
     /// Flushes and closes connections; later calls fail with [`StoreError::Closed`].
     async fn close(&self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refused_value_counts_as_refused_data() {
+        let refused = StoreError::Database(sqlx::Error::Encode("no".into()));
+        assert!(refused.refuses_the_data());
+        for passing in [
+            StoreError::Database(sqlx::Error::PoolTimedOut),
+            StoreError::Unreachable,
+            StoreError::Closed,
+            StoreError::Conflict("another writer".into()),
+        ] {
+            assert!(!passing.refuses_the_data(), "{passing}");
+        }
+    }
 }
