@@ -527,6 +527,7 @@ async fn hostile_inputs_each_get_their_answer_and_never_a_panic() {
     assert!(cases.len() + http_cases.len() >= 40);
 
     let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
+    let mut reset_while_sending = 0;
     let mut wrong = Vec::new();
     for case in cases {
         let name = case["name"].as_str().unwrap();
@@ -537,11 +538,16 @@ async fn hostile_inputs_each_get_their_answer_and_never_a_panic() {
         for (header, value) in bad_inputs::credentials_of(case, &body) {
             request = request.header(header, value);
         }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .unwrap_or_else(|error| panic!("{name}: no answer: {error}"));
+        let response = match request.body(body).send().await {
+            Ok(response) => response,
+            // The relay answers 413 once the limit is passed and closes the connection without
+            // reading the rest; a client still writing may see the reset before the answer.
+            Err(error) if case["expect_status"] == 413 && error.is_request() => {
+                reset_while_sending += 1;
+                continue;
+            }
+            Err(error) => panic!("{name}: no answer: {error}"),
+        };
         let status = response.status().as_u16();
         let answer: Value = response.json().await.unwrap_or(Value::Null);
         assert_eq!(
@@ -581,8 +587,9 @@ async fn hostile_inputs_each_get_their_answer_and_never_a_panic() {
     assert!(status.success(), "SIGTERM after the corpus: {status:?}");
     assert_no_panic(&[relay.log()]);
     eprintln!(
-        "hostile input: {} delivery cases and {} HTTP-layer cases, answers by status {by_status:?}; \
-         stored events by state {states:?}; no panic, clean exit on SIGTERM",
+        "hostile input: {} delivery cases and {} HTTP-layer cases, answers by status {by_status:?} \
+         ({reset_while_sending} oversize bodies cut off before their 413 was read); stored events \
+         by state {states:?}; no panic, clean exit on SIGTERM",
         cases.len(),
         http_cases.len()
     );

@@ -165,7 +165,13 @@ async fn every_bad_input_gets_its_answer(backend: Backend) {
     assert!(cases.len() >= 40);
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let response = request_for(&relay, case).send().await.unwrap();
+        let response = match request_for(&relay, case).send().await {
+            Ok(response) => response,
+            // The relay answers 413 once the limit is passed and closes the connection without
+            // reading the rest; a client still writing may see the reset before the answer.
+            Err(error) if case["expect_status"] == 413 && error.is_request() => continue,
+            Err(error) => panic!("{name}: no answer: {error}"),
+        };
         let status = response.status().as_u16();
         let answer: Value = response
             .json()
