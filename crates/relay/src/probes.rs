@@ -1,5 +1,5 @@
 //! Probes for orchestrators and scrapers: `/healthz` (the process is up), `/readyz` (the
-//! store takes writes) and `/metrics` (Prometheus text).
+//! store takes writes and has room for more) and `/metrics` (Prometheus text).
 
 use std::sync::Arc;
 

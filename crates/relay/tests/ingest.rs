@@ -332,6 +332,27 @@ async fn probes_answer(backend: Backend) {
     relay.stop().await;
 }
 
+/// A SQLite database on a filesystem with less room than `store.min_free_bytes` is not
+/// ready: a full disk refuses every new event while the heartbeat row still rewrites in place.
+#[tokio::test]
+async fn readyz_fails_while_the_disk_has_less_room_than_the_floor() {
+    let relay = TestRelay::start_with(|config| config.store.min_free_bytes = u64::MAX).await;
+    let ready = relay
+        .client
+        .get(format!("{}/readyz", relay.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let answer: Value = ready.json().await.unwrap();
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("relay.db") && error.contains("below store.min_free_bytes"),
+        "{error}"
+    );
+    relay.stop().await;
+}
+
 async fn the_allow_list_answers_403_and_the_path_is_configurable(backend: Backend) {
     let relay = TestRelay::start_on_backend(backend, |config| {
         config.mykaarma.allowed_ips = vec!["54.174.160.138/32".parse().unwrap()];

@@ -20,6 +20,9 @@ pub struct StoreOptions {
     pub acquire_timeout_secs: u64,
     /// Seconds a PostgreSQL statement may run before it is cancelled.
     pub statement_timeout_secs: u64,
+    /// On SQLite, `/readyz` fails while the database's filesystem has less room than this.
+    /// A full disk refuses every new event, yet the heartbeat row still rewrites in place.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -28,6 +31,7 @@ impl Default for StoreOptions {
             max_connections: 16,
             acquire_timeout_secs: 5,
             statement_timeout_secs: 10,
+            min_free_bytes: 64 << 20,
         }
     }
 }
@@ -55,6 +59,16 @@ pub enum StoreError {
     /// Another writer changed what this transaction relied on; nothing was committed.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The SQLite database's filesystem is (nearly) full.
+    #[error("{free} bytes free for {path}, below store.min_free_bytes ({floor})")]
+    LowDiskSpace {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// Bytes an unprivileged writer may still use there.
+        free: u64,
+        /// The configured floor.
+        floor: u64,
+    },
     /// A stored column could not be read back.
     #[error("corrupt stored value in `{column}`: {reason}")]
     Corrupt {
@@ -195,7 +209,7 @@ pub trait Store: Send + Sync + 'static {
     /// shared database one replica at a time leads; `false` while another does.
     async fn lead_processing(&self) -> Result<bool, StoreError>;
 
-    /// Proves the store takes writes right now (for `/readyz`).
+    /// Proves the store takes writes right now and has room for more (for `/readyz`).
     async fn check_writable(&self) -> Result<(), StoreError>;
 
     /// Flushes and closes connections; later calls fail with [`StoreError::Closed`].

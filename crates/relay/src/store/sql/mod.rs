@@ -10,6 +10,7 @@
 //! every call at once while the server is unreachable, so senders get 503 instead of a hang.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
@@ -74,6 +75,9 @@ pub struct SqlStore {
     breaker: Option<Arc<Breaker>>,
     /// On SQLite, the connection that moves committed WAL pages into the database file.
     checkpointer: Option<AnyPool>,
+    /// On SQLite, the database file, whose filesystem must keep `min_free_bytes` free.
+    database_file: Option<PathBuf>,
+    min_free_bytes: u64,
     closed: AtomicBool,
 }
 
@@ -106,8 +110,16 @@ impl SqlStore {
                     .connect_with(connect)
                     .await?;
                 tokio::spawn(checkpoint_until_closed(checkpointer.clone()));
+                // An in-memory database has no file, and so no disk to fill.
+                let file: String =
+                    sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                        .fetch_one(&reader)
+                        .await?;
                 let mut store = Self::new(backend, writer, reader, None);
                 store.checkpointer = Some(checkpointer);
+                store.database_file =
+                    Some(PathBuf::from(file)).filter(|file| !file.as_os_str().is_empty());
+                store.min_free_bytes = options.min_free_bytes;
                 store
             }
             Backend::Postgres => {
@@ -149,6 +161,8 @@ impl SqlStore {
             leader: Mutex::new(None),
             breaker,
             checkpointer: None,
+            database_file: None,
+            min_free_bytes: 0,
             closed: AtomicBool::new(false),
         }
     }
@@ -205,8 +219,6 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
-/// SQLite connections: WAL so readers never block the writer, `synchronous=FULL` so a
-/// commit is on disk before the relay answers 2xx.
 /// What a SQLite connection is for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum SqliteRole {
@@ -218,6 +230,8 @@ enum SqliteRole {
     Checkpointer,
 }
 
+/// SQLite connections: WAL so readers never block the writer, `synchronous=FULL` so a
+/// commit is on disk before the relay answers 2xx.
 fn sqlite_pool(
     max_connections: u32,
     role: SqliteRole,
@@ -395,6 +409,7 @@ impl Store for SqlStore {
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
+        self.ensure_room()?;
         self.call(self.write_heartbeat()).await
     }
 
@@ -417,6 +432,24 @@ impl Store for SqlStore {
 }
 
 impl SqlStore {
+    /// Fails while the SQLite database's filesystem has less than `min_free_bytes` free.
+    fn ensure_room(&self) -> Result<(), StoreError> {
+        let Some(path) = &self.database_file else {
+            return Ok(());
+        };
+        let filesystem =
+            rustix::fs::statvfs(path).map_err(|error| sqlx::Error::Io(error.into()))?;
+        let free = filesystem.f_bavail.saturating_mul(filesystem.f_frsize);
+        if free < self.min_free_bytes {
+            return Err(StoreError::LowDiskSpace {
+                path: path.clone(),
+                free,
+                floor: self.min_free_bytes,
+            });
+        }
+        Ok(())
+    }
+
     /// Rewrites the heartbeat row: proof that a write commits right now.
     async fn write_heartbeat(&self) -> Result<(), StoreError> {
         sqlx::query(
