@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::delivery::{DeliveryConfig, RouteConfig};
 use crate::pipeline::{PairingRules, ProjectionRules, pointer};
+use crate::retention::RetentionConfig;
 use crate::store::StoreOptions;
 
 /// The prefix of environment variables that override configuration keys.
@@ -110,6 +111,8 @@ pub struct Config {
     pub store: StoreOptions,
     /// Delivery engine settings.
     pub delivery: DeliveryConfig,
+    /// How long finished records are kept.
+    pub retention: RetentionConfig,
     /// Seconds a request may take before the relay gives up on it (slow clients).
     pub request_timeout_secs: u64,
     /// Seconds a client has to send its request headers.
@@ -158,6 +161,7 @@ impl Default for Config {
             routes: Vec::new(),
             store: StoreOptions::default(),
             delivery: DeliveryConfig::default(),
+            retention: RetentionConfig::default(),
             request_timeout_secs: 30,
             header_read_timeout_secs: 10,
             max_http_connections: 1024,

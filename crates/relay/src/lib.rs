@@ -6,6 +6,7 @@
 //!   matches each change against the routes;
 //! - [`delivery`] sends each route its changes through its [`sinks`], in order, with retries;
 //! - [`api`] shows what was received and lets an operator act on it;
+//! - [`retention`] removes finished records once they are old enough;
 //! - [`server`] is the HTTP server with its client limits; [`startup`] wires it all into
 //!   one service; [`config`] and [`telemetry`] support it.
 
@@ -16,6 +17,7 @@ pub mod delivery;
 pub mod ingest;
 pub mod pipeline;
 pub mod probes;
+pub mod retention;
 pub mod server;
 pub mod sinks;
 pub mod startup;

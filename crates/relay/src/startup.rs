@@ -22,6 +22,7 @@ use crate::delivery::{Dispatcher, Routes};
 use crate::ingest::{self, Gate, GroupCommit, Ingest};
 use crate::pipeline::Processor;
 use crate::probes;
+use crate::retention::Retention;
 use crate::server::{self, ServerLimits};
 use crate::store::{SqlStore, Store};
 use crate::telemetry;
@@ -34,6 +35,7 @@ pub struct Application {
     writer: JoinHandle<()>,
     processor: Processor,
     dispatcher: Dispatcher,
+    retention: Option<Retention>,
     limits: ServerLimits,
 }
 
@@ -93,6 +95,7 @@ impl Application {
                 StatusCode::REQUEST_TIMEOUT,
                 Duration::from_secs(config.request_timeout_secs),
             ));
+        let retention = Retention::new(store.clone(), &config.retention);
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Self {
             listener,
@@ -101,6 +104,7 @@ impl Application {
             writer: writer_task,
             processor,
             dispatcher,
+            retention,
             limits: ServerLimits {
                 header_read_timeout: Duration::from_secs(config.header_read_timeout_secs.max(1)),
                 max_connections: config.max_http_connections,
@@ -126,6 +130,9 @@ impl Application {
         let workers = CancellationToken::new();
         let processor = tokio::spawn(self.processor.run(workers.clone()));
         let dispatcher = tokio::spawn(self.dispatcher.run(workers.clone()));
+        let retention = self
+            .retention
+            .map(|retention| tokio::spawn(retention.run(workers.clone())));
         server::serve(self.listener, self.router, self.limits, shutdown).await;
         // The router (and with it every handle to the writer) is gone: the writer finishes
         // the batches it holds and stops.
@@ -133,6 +140,9 @@ impl Application {
         workers.cancel();
         processor.await?;
         dispatcher.await?;
+        if let Some(retention) = retention {
+            retention.await?;
+        }
         self.store.close().await;
         tracing::info!("kaarma-relay stopped");
         Ok(())

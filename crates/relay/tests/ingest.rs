@@ -478,6 +478,9 @@ impl Store for FailingStore {
     async fn next_delivery_due(&self, route: &str) -> Result<Option<i64>, StoreError> {
         self.inner.next_delivery_due(route).await
     }
+    async fn prune(&self, before: i64, limit: u32) -> Result<Pruned, StoreError> {
+        self.inner.prune(before, limit).await
+    }
     async fn list_deliveries(
         &self,
         filter: &DeliveryFilter,

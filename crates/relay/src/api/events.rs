@@ -41,7 +41,8 @@ pub async fn list(
     Ok(Json(json!({"events": events, "next_cursor": next_cursor})))
 }
 
-/// `GET /api/v1/events/{type}/{id}` → the summary plus `raw` and `error`.
+/// `GET /api/v1/events/{type}/{id}` → the summary plus `raw` (null once retention has
+/// removed the body) and `error`.
 pub async fn show(
     State(state): State<ApiState>,
     Path((event_type, event_id)): Path<(String, String)>,
@@ -52,8 +53,9 @@ pub async fn show(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no event {event_type}/{event_id}")))?;
     let mut body = summary(&event);
-    if let Some(raw) = &event.raw {
-        extend_with_raw(&mut body, raw);
+    match &event.raw {
+        Some(raw) => extend_with_raw(&mut body, raw),
+        None => body["raw"] = Value::Null,
     }
     Ok(Json(body))
 }

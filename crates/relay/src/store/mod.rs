@@ -209,6 +209,12 @@ pub trait Store: Send + Sync + 'static {
     /// shared database one replica at a time leads; `false` while another does.
     async fn lead_processing(&self) -> Result<bool, StoreError>;
 
+    /// Removes, in one transaction, up to `limit` records of each kind that finished before
+    /// `before` (epoch ms): bodies of processed events, delivered deliveries, changes no
+    /// delivery refers to, and quarantined bodies. Pending, failed and dead work, event
+    /// rows, appointments and their history are never removed.
+    async fn prune(&self, before: i64, limit: u32) -> Result<Pruned, StoreError>;
+
     /// Proves the store takes writes right now and has room for more (for `/readyz`).
     async fn check_writable(&self) -> Result<(), StoreError>;
 

@@ -99,7 +99,7 @@ pub struct EventRecord {
     pub state: EventState,
     /// Why processing failed, when it did.
     pub error: Option<String>,
-    /// The body as received (only when asked for).
+    /// The body as received (only when asked for, and until retention removes it).
     pub raw: Option<Vec<u8>>,
 }
 
@@ -450,4 +450,33 @@ pub struct DeliveryCount {
     pub count: i64,
     /// The oldest `enqueued_at` among them, epoch ms.
     pub oldest_enqueued_at: Option<i64>,
+}
+
+/// What one retention pass removed, by kind (see [`Store::prune`](super::Store::prune)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Raw bodies of processed events; the event rows stay, so retries are still duplicates.
+    pub event_bodies: u64,
+    /// Delivered deliveries.
+    pub deliveries: u64,
+    /// Changes that no delivery refers to any more.
+    pub changes: u64,
+    /// Quarantined bodies.
+    pub quarantine: u64,
+}
+
+impl Pruned {
+    /// Everything removed.
+    pub fn total(&self) -> u64 {
+        self.event_bodies + self.deliveries + self.changes + self.quarantine
+    }
+}
+
+impl std::ops::AddAssign for Pruned {
+    fn add_assign(&mut self, other: Self) {
+        self.event_bodies += other.event_bodies;
+        self.deliveries += other.deliveries;
+        self.changes += other.changes;
+        self.quarantine += other.quarantine;
+    }
 }

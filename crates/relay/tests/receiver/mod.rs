@@ -2,6 +2,9 @@
 //! Webhooks signature itself (written from the spec, not with the relay's code), records what
 //! it saw, and can be told to fail, be down, refuse or ask for patience.
 
+// Shared by several test files, each of which uses part of it.
+#![allow(dead_code)]
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -33,11 +33,8 @@ fn event_from_row(row: &AnyRow, with_raw: bool) -> Result<EventRecord, sqlx::Err
         delivery_count: row.try_get("delivery_count")?,
         state: EventState::from_stored(row.try_get::<String, _>("state")?.as_str()),
         error: row.try_get("error")?,
-        raw: if with_raw {
-            Some(row.try_get("raw")?)
-        } else {
-            None
-        },
+        // NULL (through the outer join) once retention has removed the body.
+        raw: if with_raw { row.try_get("raw")? } else { None },
     })
 }
 
@@ -233,7 +230,7 @@ pub(super) async fn get_event(
     let row = sqlx::query(concat!(
         "SELECT ",
         event_columns!(),
-        ", b.raw FROM events e JOIN event_bodies b ON b.seq = e.seq \
+        ", b.raw FROM events e LEFT JOIN event_bodies b ON b.seq = e.seq \
          WHERE e.event_type = $1 AND e.event_id = $2"
     ))
     .bind(event_type)

@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 use super::{
     AppointmentFilter, AppointmentRecord, ChangeFilter, ChangeRecord, ClaimedDelivery,
     DeliveryCount, DeliveryFilter, DeliveryRecord, DeliveryState, EventFilter, EventRecord,
-    FinishedAttempt, HistoryRecord, Insertion, NewEvent, NewQuarantine, ProcessedEvent,
+    FinishedAttempt, HistoryRecord, Insertion, NewEvent, NewQuarantine, ProcessedEvent, Pruned,
     QuarantineRecord, Requeue, Store, StoreError, StoreOptions,
 };
 use crate::clock;
@@ -36,6 +36,7 @@ mod breaker;
 mod inbox;
 mod outbox;
 mod projection;
+mod retention;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -406,6 +407,11 @@ impl Store for SqlStore {
 
     async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {
         self.call(outbox::counts(&self.reader)).await
+    }
+
+    async fn prune(&self, before: i64, limit: u32) -> Result<Pruned, StoreError> {
+        self.call(retention::prune(&self.reader, &self.writer, before, limit))
+            .await
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {
