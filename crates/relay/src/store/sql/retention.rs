@@ -19,10 +19,14 @@ pub(super) async fn prune(
     before: i64,
     limit: u32,
 ) -> Result<Pruned, StoreError> {
+    // Each scan walks its table from the oldest row and stops at `limit` matches, so a pass
+    // costs what it removes. Bodies lead the join (SQLite takes `CROSS JOIN`'s left side
+    // as the outer loop): the event rows whose bodies are gone stay, and walking them on
+    // every pass would cost the whole history.
     let bodies: Vec<i64> = candidates(
         reader,
-        "SELECT e.seq AS key FROM events e JOIN event_bodies b ON b.seq = e.seq \
-         WHERE e.state = 'processed' AND e.received_at < $1 ORDER BY e.seq LIMIT $2",
+        "SELECT b.seq AS key FROM event_bodies b CROSS JOIN events e WHERE e.seq = b.seq \
+         AND e.state = 'processed' AND e.received_at < $1 ORDER BY b.seq LIMIT $2",
         before,
         limit,
     )
