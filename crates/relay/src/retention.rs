@@ -87,12 +87,7 @@ pub async fn sweep(
     let mut total = Pruned::default();
     while !shutdown.is_cancelled() {
         let pruned = store.prune(before, ROWS_PER_PASS).await?;
-        for (kind, count) in [
-            ("event_bodies", pruned.event_bodies),
-            ("deliveries", pruned.deliveries),
-            ("changes", pruned.changes),
-            ("quarantine", pruned.quarantine),
-        ] {
+        for (kind, count) in pruned.by_kind() {
             metrics::counter!("kaarma_relay_retention_removed_total", "kind" => kind)
                 .increment(count);
         }

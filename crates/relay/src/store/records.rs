@@ -466,9 +466,19 @@ pub struct Pruned {
 }
 
 impl Pruned {
+    /// Each kind's name and count, for logs and metrics.
+    pub fn by_kind(&self) -> [(&'static str, u64); 4] {
+        [
+            ("event_bodies", self.event_bodies),
+            ("deliveries", self.deliveries),
+            ("changes", self.changes),
+            ("quarantine", self.quarantine),
+        ]
+    }
+
     /// Everything removed.
     pub fn total(&self) -> u64 {
-        self.event_bodies + self.deliveries + self.changes + self.quarantine
+        self.by_kind().iter().map(|(_, count)| count).sum()
     }
 }
 
