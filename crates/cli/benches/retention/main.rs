@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use kaarma_relay::clock;
 use kaarma_relay::retention;
 use kaarma_relay::store::{AttemptResult, FinishedAttempt, Pruned, Store};
+use kaarma_sim::publisher::LatencySummary;
 use machine::{Machine, millis};
 use store_fill::FilledStore;
 use tokio_util::sync::CancellationToken;
@@ -88,20 +89,6 @@ impl Options {
         options.stored = stored.unwrap_or(if quick { 20_000 } else { 200_000 });
         anyhow::ensure!(options.commits > 0, "--commits must be above 0");
         Ok(Some(options))
-    }
-}
-
-/// Commit times, sorted.
-struct Commits(Vec<Duration>);
-
-impl Commits {
-    fn new(mut times: Vec<Duration>) -> Self {
-        times.sort_unstable();
-        Self(times)
-    }
-
-    fn quantile(&self, q: f64) -> Duration {
-        self.0[((self.0.len() - 1) as f64 * q).round() as usize]
     }
 }
 
@@ -177,8 +164,8 @@ fn main() -> anyhow::Result<()> {
         report(
             &pruned,
             swept_in,
-            &Commits::new(baseline),
-            &Commits::new(during),
+            &LatencySummary::of(baseline),
+            &LatencySummary::of(during),
             size_before,
             size_after,
         );
@@ -238,8 +225,8 @@ fn free_pages(path: &std::path::Path) -> Option<u64> {
 fn report(
     pruned: &Pruned,
     swept_in: Duration,
-    baseline: &Commits,
-    during: &Commits,
+    baseline: &LatencySummary,
+    during: &LatencySummary,
     before: (u64, Option<u64>),
     after: (u64, Option<u64>),
 ) {
@@ -257,25 +244,21 @@ fn report(
     println!("| commits of {COMMIT_BATCH} | n | p50 ms | p99 ms | max ms |");
     println!("|---|---:|---:|---:|---:|");
     for (name, commits) in [("alone", baseline), ("during the sweep", during)] {
-        if commits.0.is_empty() {
-            println!("| {name} | 0 | | | |");
-            continue;
-        }
         println!(
             "| {name} | {} | {:.2} | {:.2} | {:.2} |",
-            commits.0.len(),
-            millis(commits.quantile(0.5)),
-            millis(commits.quantile(0.99)),
-            millis(commits.quantile(1.0)),
+            commits.count,
+            millis(commits.p50),
+            millis(commits.p99),
+            millis(commits.max),
         );
     }
-    if !during.0.is_empty() {
-        let ratio = |q: f64| millis(during.quantile(q)) / millis(baseline.quantile(q));
+    if during.count > 0 {
+        let ratio = |during: Duration, alone: Duration| millis(during) / millis(alone);
         println!(
             "| **during / alone** | | **{:.2}** | **{:.2}** | {:.2} |",
-            ratio(0.5),
-            ratio(0.99),
-            ratio(1.0)
+            ratio(during.p50, baseline.p50),
+            ratio(during.p99, baseline.p99),
+            ratio(during.max, baseline.max)
         );
     }
     println!();

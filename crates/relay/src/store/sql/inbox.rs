@@ -6,7 +6,7 @@ use sqlx::{AnyPool, Row};
 use std::collections::HashMap;
 
 use super::Backend;
-use super::projection::value_rows;
+use super::projection::{parameter_list, value_rows};
 use crate::clock;
 use crate::store::{
     EventFilter, EventRecord, EventState, Insertion, NewEvent, NewQuarantine, QuarantineRecord,
@@ -326,10 +326,7 @@ pub(super) async fn finish_events(
         let sql = format!(
             "UPDATE events SET state = 'processed', error = NULL, processed_at = $1 \
              WHERE state = 'pending' AND seq IN ({})",
-            (0..seqs.len())
-                .map(|i| format!("${}", i + 2))
-                .collect::<Vec<_>>()
-                .join(", ")
+            parameter_list(2, seqs.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
         for seq in seqs {

@@ -139,6 +139,15 @@ pub(super) fn value_rows(rows: usize, columns: usize) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// `$first, …`: the `IN (…)` list of `count` parameters numbered from `first`.
+pub(super) fn parameter_list(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Writes the new state, only over the version it was computed from (or as a new row).
 async fn write_state(
     tx: &mut AnyConnection,
@@ -430,11 +439,10 @@ pub(super) async fn changes_by_seq(
 ) -> Result<HashMap<i64, ChangeRecord>, StoreError> {
     let mut changes = HashMap::with_capacity(seqs.len());
     for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
-        let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
         let sql = format!(
             "SELECT {} FROM changes WHERE seq IN ({})",
             change_columns!(),
-            placeholders.join(", ")
+            parameter_list(1, chunk.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for seq in chunk {

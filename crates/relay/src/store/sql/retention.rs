@@ -8,6 +8,7 @@
 use sqlx::{AnyPool, Row};
 
 use super::super::{Pruned, StoreError};
+use super::projection::parameter_list;
 
 /// Most keys one `IN (…)` list binds.
 const KEYS_PER_STATEMENT: usize = 500;
@@ -128,8 +129,7 @@ where
 {
     let mut removed = 0;
     for chunk in keys.chunks(KEYS_PER_STATEMENT) {
-        let placeholders: Vec<String> = (2..chunk.len() + 2).map(|n| format!("${n}")).collect();
-        let sql = sql.replace("{keys}", &placeholders.join(", "));
+        let sql = sql.replace("{keys}", &parameter_list(2, chunk.len()));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(before);
         for key in chunk {
             query = query.bind(key.clone());
